@@ -1,0 +1,52 @@
+# cesped: the two commands of the quickstart are `make demo` and `make test`.
+# Both create .venv when it is missing and install cesped into it (editable, with test extras).
+#
+# TORCH_SPEC pins the torch/torchvision pair documented for the development machines
+# (Python 3.11, x86-64: both lie on the machine's disk). Override it elsewhere, e.g.
+#   make test TORCH_SPEC="torch torchvision --index-url https://download.pytorch.org/whl/cpu"
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.cesped-installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-slow test-all lint bench install clean-venv help
+
+help:
+	@echo "make demo       run the whole benchmark end to end on the built-in synthetic entry"
+	@echo "make test       run the test suite (offline, CPU; slow tests excluded)"
+	@echo "make test-slow  run only the slow tests;  make test-all  everything but GPU/network"
+	@echo "make bench      run every benchmark (benchmarks/run_all.py)"
+	@echo "make lint       ruff"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m cesped.demo $(DEMO_ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest -m "not gpu and not network" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check cesped tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean-venv:
+	rm -rf $(VENV)

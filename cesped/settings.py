@@ -1,0 +1,62 @@
+"""Default locations of the benchmark data and of derived caches.
+
+Every default can be overridden by an argument of the function that uses it, by a config
+value, or by an environment variable:
+
+``CESPED_BENCHMARK_DIR``
+    where entries live (``<dir>/<target>/particles_{0,1}.star`` ...). Default: the per-user
+    data directory, e.g. ``~/.local/share/cesped/benchmark`` on Linux.
+``CESPED_CACHE_DIR``
+    derived data that can be rebuilt (Wigner-D tables, ground-truth reconstructions).
+    Default: the per-user cache directory, e.g. ``~/.cache/cesped``.
+``CESPED_ZENODO_URL``
+    base URL of the records API, default ``https://zenodo.org/api/records/``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["benchmark_dir", "cache_dir", "zenodo_url"]
+
+DEFAULT_ZENODO_URL = "https://zenodo.org/api/records/"
+
+
+def _platform_dirs():
+    import platformdirs
+
+    return platformdirs.PlatformDirs(appname="cesped", appauthor=False)
+
+
+def benchmark_dir(override: str | os.PathLike | None = None) -> Path:
+    """Directory that holds the benchmark entries.
+
+    Parameters
+    ----------
+    override : path, optional
+        Returned (expanded) when given; otherwise ``$CESPED_BENCHMARK_DIR``, otherwise the
+        per-user data directory ``<user_data_dir>/cesped/benchmark``.
+    """
+    if override is not None and str(override) != "":
+        return Path(os.path.expanduser(str(override)))
+    env = os.environ.get("CESPED_BENCHMARK_DIR")
+    if env:
+        return Path(os.path.expanduser(env))
+    return Path(_platform_dirs().user_data_dir) / "benchmark"
+
+
+def cache_dir(override: str | os.PathLike | None = None) -> Path:
+    """Directory for derived data that can be rebuilt at any time (tables, cached maps)."""
+    if override is not None and str(override) != "":
+        return Path(os.path.expanduser(str(override)))
+    env = os.environ.get("CESPED_CACHE_DIR")
+    if env:
+        return Path(os.path.expanduser(env))
+    return Path(_platform_dirs().user_cache_dir)
+
+
+def zenodo_url(override: str | None = None) -> str:
+    """Base URL of the Zenodo records API, ending with a slash."""
+    url = override or os.environ.get("CESPED_ZENODO_URL") or DEFAULT_ZENODO_URL
+    return url if url.endswith("/") else url + "/"

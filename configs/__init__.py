@@ -1,0 +1,1 @@
+"""Hydra configuration files of cesped (installed from the top-level configs/ directory)."""
