@@ -70,7 +70,8 @@ def _compose_configs() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
     parser.add_argument("--expect-prefix", default=None, help="fail unless cesped is imported from here")
     args = parser.parse_args(argv)
     problems = check(args.expect_prefix)
