@@ -20,14 +20,14 @@ if [ "${1:-}" = "--print-env" ]; then
     exit 0
 fi
 
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import cesped" 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -P -c "import cesped" 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet $TORCH_SPEC
     "$venv/bin/pip" install --quiet "cesped==25.12.0"
 fi
 # An edited copy of its configs (ReduceLROnPlateau lost `verbose` in recent torch).
-if [ ! -d "$support/configs" ]; then
-    src=$("$venv/bin/python" -c "import importlib.util,os;print(os.path.join(os.path.dirname(importlib.util.find_spec('cesped').origin),'configs'))")
+if [ ! -f "$support/configs/defaultOptimizerConfig.yaml" ]; then
+    src=$("$venv/bin/python" -P -c "import importlib.util,os;print(os.path.join(os.path.dirname(importlib.util.find_spec('cesped').origin),'configs'))")
     mkdir -p "$support/configs"
     cp "$src"/*.yaml "$support/configs/"
     sed -i '/verbose/d' "$support/configs/defaultOptimizerConfig.yaml"
