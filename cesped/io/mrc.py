@@ -11,7 +11,7 @@ import numpy as np
 
 from cesped.io.atomic import atomic_path
 
-__all__ = ["read_map", "write_map"]
+__all__ = ["read_map", "write_map", "clear_labels"]
 
 
 def read_map(path: str | os.PathLike) -> tuple[np.ndarray, float]:
@@ -55,6 +55,15 @@ def read_map(path: str | os.PathLike) -> tuple[np.ndarray, float]:
     return vol, voxel
 
 
+def clear_labels(mrc) -> None:
+    """Drop mrcfile's "Created by mrcfile.py <timestamp>" header label.
+
+    Every file cesped writes is then a function of its data alone (same input, same bytes).
+    """
+    mrc.header.nlabl = 0
+    mrc.header.label[:] = b""
+
+
 def write_map(path: str | os.PathLike, volume, voxel_size: float) -> None:
     """Write a 3-D map as float32 MRC (mode 2), atomically.
 
@@ -85,3 +94,4 @@ def write_map(path: str | os.PathLike, volume, voxel_size: float) -> None:
             mrc.set_volume()
             mrc.voxel_size = vs
             mrc.update_header_stats()
+            clear_labels(mrc)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from cesped.io.atomic import atomic_path
+from cesped.io.mrc import clear_labels
 from cesped.io.star import StarFile, require_columns
 
 __all__ = ["parse_image_name", "ImageSource", "write_stack", "stack_info", "StackWriter"]
@@ -320,6 +321,7 @@ def write_stack(path: str | os.PathLike, images, pixel_size: float) -> None:
             mrc.set_image_stack()
             mrc.voxel_size = px
             mrc.update_header_stats()
+            clear_labels(mrc)
 
 
 class StackWriter:
@@ -370,7 +372,6 @@ class StackWriter:
             self._ctx.__exit__(type(exc), exc, exc.__traceback__)
             raise
         self._written = np.zeros(self.n, dtype=bool)
-        self._stats = [np.inf, -np.inf, 0.0, 0.0]  # min, max, sum, sum of squares
         return self
 
     def write(self, start: int, images) -> None:
@@ -389,12 +390,14 @@ class StackWriter:
             raise ValueError(f"StackWriter({self.path}): slices {start}..{last} outside 0..{self.n - 1}")
         self._mrc.data[start : start + arr.shape[0]] = arr
         self._written[start : start + arr.shape[0]] = True
-        a64 = arr.astype(np.float64)
-        st = self._stats
-        st[0] = min(st[0], float(a64.min()))
-        st[1] = max(st[1], float(a64.max()))
-        st[2] += float(a64.sum())
-        st[3] += float((a64 * a64).sum())
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        """Copy of slices ``start .. start+count-1`` as written so far, float32 (count, ny, nx).
+
+        Lets a writer make several passes (e.g. write signals, then scale and add noise in place).
+        """
+        start = int(start)
+        return np.array(self._mrc.data[start : start + int(count)], dtype=np.float32)
 
     def __exit__(self, exc_type, exc, tb):
         error = exc
@@ -422,7 +425,16 @@ class StackWriter:
         m = self._mrc
         m.set_image_stack()
         m.voxel_size = self.pixel_size
+        # header statistics from the final data, in chunks (memory independent of the stack size)
+        lo, hi, s, s2 = np.inf, -np.inf, 0.0, 0.0
+        step = max(1, (64 << 20) // (4 * self.shape[0] * self.shape[1]))
+        for start in range(0, self.n, step):
+            a64 = np.asarray(m.data[start : start + step], dtype=np.float64)
+            lo, hi = min(lo, float(a64.min())), max(hi, float(a64.max()))
+            s += float(a64.sum())
+            s2 += float((a64 * a64).sum())
         count = self.n * self.shape[0] * self.shape[1]
-        mean = self._stats[2] / count
-        m.header.dmin, m.header.dmax, m.header.dmean = self._stats[0], self._stats[1], mean
-        m.header.rms = float(np.sqrt(max(self._stats[3] / count - mean * mean, 0.0)))
+        mean = s / count
+        m.header.dmin, m.header.dmax, m.header.dmean = lo, hi, mean
+        m.header.rms = float(np.sqrt(max(s2 / count - mean * mean, 0.0)))
+        clear_labels(m)
