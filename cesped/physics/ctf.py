@@ -28,7 +28,7 @@ import torch
 
 from cesped.physics.fourier import fftfreq_grid_2d
 
-__all__ = ["electron_wavelength", "compute_ctf", "ctf_from_particles"]
+__all__ = ["electron_wavelength", "compute_ctf", "ctf_parameters", "ctf_from_particles"]
 
 
 def electron_wavelength(voltage_kv):
@@ -167,6 +167,51 @@ def compute_ctf(
 _OPTICS_COLUMNS = ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast")
 
 
+def ctf_parameters(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per-particle CTF parameters of RELION rows whose optics columns are joined per row.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        ``rlnDefocusU``, ``rlnDefocusV`` (Å), ``rlnDefocusAngle`` (°), ``rlnVoltage`` (kV),
+        ``rlnSphericalAberration`` (mm), ``rlnAmplitudeContrast``; optionally ``rlnPhaseShift``
+        (°, RELION's label; ``rlnCtfPhaseShift`` is accepted when it is absent; default 0) and
+        ``rlnCtfBfactor`` (Å², default 0). :func:`cesped.io.star.particle_optics` gives such rows.
+
+    Returns
+    -------
+    dict of float64 arrays (n,)
+        Keyword arguments of :func:`compute_ctf`: ``defocus_u``, ``defocus_v``,
+        ``defocus_angle``, ``voltage``, ``spherical_aberration``, ``amplitude_contrast``,
+        ``phase_shift``, ``bfactor``.
+
+    Raises
+    ------
+    ValueError
+        A required column is missing (named in the message).
+    """
+    for col in ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", *_OPTICS_COLUMNS):
+        if col not in rows.columns:
+            raise ValueError(f"CTF parameters: column {col} missing (give the optics table)")
+
+    def values(col: str, default: float = 0.0) -> np.ndarray:
+        if col in rows.columns:
+            return rows[col].to_numpy(dtype=np.float64)
+        return np.full(len(rows), default)
+
+    phase_col = "rlnPhaseShift" if "rlnPhaseShift" in rows.columns else "rlnCtfPhaseShift"
+    return {
+        "defocus_u": values("rlnDefocusU"),
+        "defocus_v": values("rlnDefocusV"),
+        "defocus_angle": values("rlnDefocusAngle"),
+        "voltage": values("rlnVoltage"),
+        "spherical_aberration": values("rlnSphericalAberration"),
+        "amplitude_contrast": values("rlnAmplitudeContrast"),
+        "phase_shift": values(phase_col),
+        "bfactor": values("rlnCtfBfactor"),
+    }
+
+
 def ctf_from_particles(
     particles: pd.DataFrame,
     optics: pd.DataFrame | None = None,
@@ -237,22 +282,11 @@ def ctf_from_particles(
             raise ValueError(f"ctf_from_particles: rows have different rlnImageSize {sizes.tolist()}")
         image_size = int(sizes[0])
 
-    def values(col: str, default: float = 0.0) -> np.ndarray:
-        if col in df.columns:
-            return df[col].to_numpy(dtype=np.float64)
-        return np.full(len(df), default)
-
+    params = ctf_parameters(df)
     return compute_ctf(
-        defocus_u=values("rlnDefocusU"),
-        defocus_v=values("rlnDefocusV"),
-        defocus_angle=values("rlnDefocusAngle"),
-        voltage=values("rlnVoltage"),
-        spherical_aberration=values("rlnSphericalAberration"),
-        amplitude_contrast=values("rlnAmplitudeContrast"),
-        pixel_size=values("rlnImagePixelSize") if pixel_size is None else pixel_size,
+        **params,
+        pixel_size=df["rlnImagePixelSize"].to_numpy(dtype=np.float64) if pixel_size is None else pixel_size,
         image_size=image_size,
-        phase_shift=values("rlnPhaseShift") if "rlnPhaseShift" in df.columns else values("rlnCtfPhaseShift"),
-        bfactor=values("rlnCtfBfactor"),
         rfft=True,
         dtype=dtype,
         device=device,

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cesped.physics.ctf import compute_ctf, ctf_from_particles, electron_wavelength
+from cesped.physics.ctf import compute_ctf, ctf_from_particles, ctf_parameters, electron_wavelength
 from cesped.physics.fourier import fftfreq_grid_2d
 
 from ._relion_helpers import gaussian_blobs, relion_project, write_map, write_particles_star
@@ -216,3 +216,16 @@ def test_ctf_matches_relion_project(tmp_path):
     flipped = ours(da, -ph)
     for i in np.flatnonzero(ph):
         assert np.corrcoef(flipped[i].ravel(), with_ctf[i].ravel())[0, 1] < 0.9
+
+
+def test_ctf_parameters_reads_relion_phase_shift_label():
+    """RELION's label is rlnPhaseShift; rlnCtfPhaseShift is only a fallback."""
+    base = {"rlnDefocusU": [15000.0], "rlnDefocusV": [14000.0], "rlnDefocusAngle": [30.0],
+            "rlnVoltage": [300.0], "rlnSphericalAberration": [2.7], "rlnAmplitudeContrast": [0.1]}
+    both = pd.DataFrame({**base, "rlnPhaseShift": [90.0], "rlnCtfPhaseShift": [10.0]})
+    assert ctf_parameters(both)["phase_shift"][0] == 90.0
+    legacy = pd.DataFrame({**base, "rlnCtfPhaseShift": [10.0]})
+    assert ctf_parameters(legacy)["phase_shift"][0] == 10.0
+    assert ctf_parameters(pd.DataFrame(base))["phase_shift"][0] == 0.0
+    with pytest.raises(ValueError, match="rlnVoltage"):
+        ctf_parameters(pd.DataFrame({k: v for k, v in base.items() if k != "rlnVoltage"}))

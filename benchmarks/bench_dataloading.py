@@ -1,0 +1,315 @@
+"""Data-loading throughput: cesped's ``ParticlesDataset`` vs the original package's, same files.
+
+One entry of ``--n-particles`` random images (box ``--box``, 1.5 Å/px, RELION star with CTF
+parameters, one optics group) is written once (in chunks; memory does not depend on its size).
+Then each side iterates a ``DataLoader`` (batch 64, shuffled over the whole entry) through the
+full pipeline: read, per-image normalisation, CTF phase flip, centre crop (factor 0.25), resize to
+``--image-size``, with 0 and 2 workers, timing ``--max-batches`` batches. Each measurement runs in
+a fresh child process (its own peak RSS), the two sides alternate for ``--rounds`` rounds and the
+best round of each is reported (the machine is shared). The original runs with
+``benchmarks/.venv-original/bin/python`` when it exists (see ``benchmarks/original_env.sh``),
+otherwise the issue's figures are the reference. The first batch (worker start-up) is not timed.
+Both sides use ``--threads`` torch threads in the main process (default 1).
+
+Printed, one JSON line per figure: images/s (reference = the original in the same run; ratio =
+ours / original), peak RSS of the main process and of the largest worker (ratio = original /
+ours), and our peak RSS on a quarter of the entry (flat memory: it must not grow with the
+particle count).
+
+Example usage::
+
+    python benchmarks/bench_dataloading.py                       # 8000 particles, 128 px
+    python benchmarks/bench_dataloading.py --n-particles 1000 --max-batches 5   # quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+ORIGINAL_PY = HERE / ".venv-original" / "bin" / "python"
+REFERENCE = {0: 880.0, 2: 1230.0}  # images/s of the original on this kind of machine (issue 3)
+NAME = "bench_loading"
+
+
+def emit(name, value, unit, reference=None, ratio=None, **extra):
+    print(
+        json.dumps(
+            {"name": name, "value": value, "unit": unit, "reference": reference, "ratio": ratio, **extra}
+        ),
+        flush=True,
+    )
+
+
+def make_entry(root: Path, n: int, box: int, seed: int = 0) -> Path:
+    """Write ``<root>/bench_loading/particles_0.{star,mrcs}`` + ``info_0.json`` (random images)."""
+    import mrcfile
+    import numpy as np
+    import pandas as pd
+
+    from cesped.io.atomic import atomic_open, atomic_path
+    from cesped.io.star import StarFile, write_star
+
+    d = root / NAME
+    if (d / "particles_0.star").exists() and (d / "info_0.json").exists():
+        return d
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    with atomic_path(d / "particles_0.mrcs") as tmp:
+        with mrcfile.new_mmap(tmp, shape=(n, box, box), mrc_mode=2, overwrite=True) as mrc:
+            for i in range(0, n, 1000):
+                m = min(n, i + 1000) - i
+                mrc.data[i : i + m] = rng.normal(size=(m, box, box)).astype(np.float32)
+            mrc.set_image_stack()
+            mrc.voxel_size = 1.5
+    optics = pd.DataFrame(
+        {  # one optics group: the original package reads only one
+            "rlnOpticsGroup": [1],
+            "rlnOpticsGroupName": ["opticsGroup1"],
+            "rlnVoltage": [300.0],
+            "rlnSphericalAberration": [2.7],
+            "rlnAmplitudeContrast": [0.1],
+            "rlnImagePixelSize": [1.5],
+            "rlnImageSize": [box],
+            "rlnImageDimensionality": [2],
+        }
+    )
+    du = rng.uniform(8000, 25000, n)
+    parts = pd.DataFrame(
+        {
+            "rlnImageName": [f"{i + 1:06d}@particles_0.mrcs" for i in range(n)],
+            "rlnAngleRot": rng.uniform(-180, 180, n),
+            "rlnAngleTilt": rng.uniform(0, 180, n),
+            "rlnAnglePsi": rng.uniform(-180, 180, n),
+            "rlnOriginXAngst": rng.uniform(-4, 4, n),
+            "rlnOriginYAngst": rng.uniform(-4, 4, n),
+            "rlnDefocusU": du,
+            "rlnDefocusV": du - rng.uniform(0, 1000, n),
+            "rlnDefocusAngle": rng.uniform(0, 180, n),
+            "rlnOpticsGroup": np.ones(n, dtype=np.int64),
+            "rlnMaxValueProbDistribution": rng.uniform(0, 1, n),
+            "rlnRandomSubset": np.ones(n, dtype=np.int64),
+        }
+    )
+    write_star(d / "particles_0.star", StarFile(particles=parts, optics=optics))
+    with atomic_open(d / "info_0.json", "w") as fh:
+        json.dump({"symmetry": "C1"}, fh)
+    # the original package checks for its download marker (record id falls back to the half-set)
+    (d / "SUCCESSFUL_DOWNLOAD_0.txt").write_text("0\n")
+    return d
+
+
+def worker(
+    side: str,
+    bench_dir: str,
+    workers: int,
+    image_size: int,
+    batch_size: int,
+    max_batches: int,
+    n_limit: int,
+    threads: int,
+) -> None:
+    """Child process: iterate the DataLoader, print one JSON line."""
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    from torch.utils.data import DataLoader, Subset
+
+    from cesped.particlesDataset import ParticlesDataset
+
+    ds = ParticlesDataset(
+        NAME,
+        0,
+        benchmarkDir=bench_dir,
+        image_size=image_size,
+        apply_perImg_normalization=True,
+        ctf_correction="phase_flip",
+        image_size_factor_for_crop=0.25,
+    )
+    if n_limit and n_limit < len(ds):
+        ds = Subset(ds, list(range(n_limit)))
+    g = torch.Generator().manual_seed(0)
+    dl = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers, generator=g)
+    it = iter(dl)
+    first = next(it)
+    n_img, n_batches = 0, 0
+    t0 = time.perf_counter()
+    for batch in it:
+        n_img += len(batch[0])
+        n_batches += 1
+        if max_batches and n_batches >= max_batches:
+            break
+    dt = time.perf_counter() - t0
+    assert tuple(first[1].shape[-2:]) == (image_size, image_size), first[1].shape
+    del it, dl
+    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    print(
+        json.dumps(
+            {
+                "side": side,
+                "images": n_img,
+                "seconds": dt,
+                "images_per_s": n_img / dt,
+                "peak_rss_main_mb": self_rss,
+                "peak_rss_worker_mb": child_rss,
+            }
+        )
+    )
+
+
+def run_child(side: str, bench_dir: Path, workers: int, args, n_limit: int = 0) -> dict | None:
+    if side == "original":
+        if not ORIGINAL_PY.exists():
+            return None
+        py = str(ORIGINAL_PY)
+        env = dict(os.environ)
+        support = subprocess.run(
+            ["bash", str(HERE / "original_env.sh"), "--print-env"], capture_output=True, text=True
+        ).stdout
+        env.pop("PYTHONPATH", None)
+        for line in support.splitlines():  # export KEY=VALUE
+            if line.startswith("export ") and "=" in line:
+                k, v = line[len("export ") :].split("=", 1)
+                env[k] = v
+    else:
+        py = sys.executable
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [
+        py,
+        str(Path(__file__).resolve()),
+        "--_worker",
+        side,
+        str(bench_dir),
+        str(workers),
+        str(args.image_size),
+        str(args.batch_size),
+        str(args.max_batches),
+        str(n_limit),
+        str(args.threads),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(HERE))
+    if proc.returncode != 0:
+        print(f"# {side} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n-particles", type=int, default=8000)
+    ap.add_argument("--box", type=int, default=128)
+    ap.add_argument("--image-size", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    ap.add_argument(
+        "--max-batches",
+        type=int,
+        default=50,
+        help="timed batches per run, shuffled over the whole entry (0: all)",
+    )
+    ap.add_argument("--rounds", type=int, default=2, help="alternating runs per side; the best is reported")
+    ap.add_argument("--workdir", default=None, help="keep the entry here (default: a temp dir)")
+    ap.add_argument("--no-original", action="store_true")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads of the main process, both sides (0: torch's default). "
+        "DataLoader workers always use 1. Default 1: on a shared machine more threads "
+        "spin and slow both sides down",
+    )
+    ap.add_argument("--_worker", nargs=8, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args._worker:
+        side, bench_dir, w, size, bs, mb, lim, thr = args._worker
+        worker(side, bench_dir, int(w), int(size), int(bs), int(mb), int(lim), int(thr))
+        return 0
+
+    tmp = None
+    if args.workdir:
+        root = Path(args.workdir)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="cesped_bench_loading_")
+        root = Path(tmp.name)
+    make_entry(root, args.n_particles, args.box)
+    tag = dict(
+        n_particles=args.n_particles,
+        box=args.box,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        threads=args.threads,
+    )
+    for w in args.workers:
+        # alternate the two sides and keep each side's best round: the machine is shared and noisy
+        ours_runs, orig_runs = [], []
+        for _ in range(max(1, args.rounds)):
+            r = run_child("ours", root, w, args)
+            if r is None:
+                return 1
+            ours_runs.append(r)
+            if not args.no_original:
+                r = run_child("original", root, w, args)
+                if r is not None:
+                    orig_runs.append(r)
+        ours = max(ours_runs, key=lambda r: r["images_per_s"])
+        orig = max(orig_runs, key=lambda r: r["images_per_s"]) if orig_runs else None
+        ref = orig["images_per_s"] if orig else REFERENCE.get(w)
+        src = "original, same run" if orig else "original, issue 3 figure"
+        emit(
+            f"dataloading_images_per_s_workers{w}",
+            round(ours["images_per_s"], 1),
+            "images/s",
+            reference=None if ref is None else round(ref, 1),
+            ratio=None if ref is None else round(ours["images_per_s"] / ref, 2),
+            reference_source=src,
+            issue_reference=REFERENCE.get(w),
+            rounds=[round(r["images_per_s"], 1) for r in ours_runs],
+            reference_rounds=[round(r["images_per_s"], 1) for r in orig_runs],
+            images_timed=ours["images"],
+            **tag,
+        )
+        for key in ("peak_rss_main_mb", "peak_rss_worker_mb"):
+            if w == 0 and key == "peak_rss_worker_mb":
+                continue
+            mine = max(r[key] for r in ours_runs)
+            ref_rss = max(r[key] for r in orig_runs) if orig_runs else None
+            emit(
+                f"dataloading_{key}_workers{w}",
+                round(mine, 1),
+                "MB",
+                reference=None if ref_rss is None else round(ref_rss, 1),
+                ratio=None if ref_rss is None else round(ref_rss / mine, 2),
+                **tag,
+            )
+    # flat memory: the same run on a quarter of the particles
+    whole = argparse.Namespace(**{**vars(args), "max_batches": 0})
+    quarter = run_child("ours", root, 0, whole, n_limit=max(1, args.n_particles // 4))
+    full = run_child("ours", root, 0, whole)
+    if quarter and full:
+        emit(
+            "dataloading_peak_rss_quarter_vs_full_workers0",
+            round(full["peak_rss_main_mb"], 1),
+            "MB",
+            reference=round(quarter["peak_rss_main_mb"], 1),
+            ratio=round(quarter["peak_rss_main_mb"] / full["peak_rss_main_mb"], 2),
+            **tag,
+        )
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

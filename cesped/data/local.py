@@ -1,0 +1,262 @@
+"""Entries on disk: the layout, making an entry available (download or simulate), user entries.
+
+Layout (shared by downloaded, simulated and user entries; compatible with the original package)::
+
+    <benchmark_dir>/<target>/particles_<h>.star   RELION 3.1 star, rlnImageName relative to this dir
+                             particles_<h>.mrcs   image stack
+                             info_<h>.json        {"symmetry": "C1", ...}
+                             mask.mrc             (optional) the entry's mask
+
+Example usage
+-------------
+>>> from cesped.data.local import ensure_entry                 # doctest: +SKIP
+>>> entry_dir = ensure_entry("TEST", 0, benchmark_dir="~/cesped")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cesped import settings
+from cesped.data.entries import check_halfset, entry_names, get_entry
+
+__all__ = [
+    "entry_paths",
+    "is_available",
+    "ensure_entry",
+    "locally_available_entries",
+    "read_info",
+    "add_local_entry",
+]
+
+
+def entry_paths(name: str, halfset: int, benchmark_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Paths of one half-set of entry ``name``: keys ``dir``, ``star``, ``mrcs``, ``info``, ``mask``."""
+    h = check_halfset(halfset)
+    d = settings.benchmark_dir(benchmark_dir) / str(name)
+    return {
+        "dir": d,
+        "star": d / f"particles_{h}.star",
+        "mrcs": d / f"particles_{h}.mrcs",
+        "info": d / f"info_{h}.json",
+        "mask": d / "mask.mrc",
+    }
+
+
+def is_available(name: str, halfset: int, benchmark_dir: str | os.PathLike | None = None) -> bool:
+    """Whether the half-set is complete on disk.
+
+    True when the star and info files exist and either the stack ``particles_<h>.mrcs`` exists (a
+    downloaded file only appears once verified) or a completion marker does (``.complete_<h>.json``
+    written by the downloader and :func:`add_local_entry`, or the original package's
+    ``SUCCESSFUL_DOWNLOAD_<record>.txt``).
+    """
+    p = entry_paths(name, halfset, benchmark_dir)
+    if not (p["star"].is_file() and p["info"].is_file()):
+        return False
+    try:
+        info = get_entry(name)
+    except ValueError:
+        info = None
+    if info is not None and info.is_synthetic:  # the simulator writes generation.json last
+        return (p["dir"] / "generation.json").is_file()
+    if p["mrcs"].exists() or (p["dir"] / f".complete_{halfset}.json").exists():
+        return True
+    if info is None:
+        return False
+    return (p["dir"] / f"SUCCESSFUL_DOWNLOAD_{info.record_id(halfset)}.txt").exists()
+
+
+def read_info(name: str, halfset: int, benchmark_dir: str | os.PathLike | None = None) -> dict:
+    """Contents of ``info_<h>.json`` (``symmetry`` upper-cased)."""
+    path = entry_paths(name, halfset, benchmark_dir)["info"]
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"entry info file not found: {path}") from None
+    except ValueError as e:
+        raise ValueError(f"{path}: not valid JSON: {e}") from e
+    if not isinstance(info, dict) or "symmetry" not in info:
+        raise ValueError(f"{path}: expected a JSON object with a 'symmetry' field")
+    info["symmetry"] = str(info["symmetry"]).upper()
+    return info
+
+
+def _simulate(name: str, benchmark_dir: Path, progress: bool = True) -> None:
+    from cesped.simulation import PRESETS, simulate_entry
+
+    preset = get_entry(name).synthetic_preset
+    if preset not in PRESETS:
+        raise ValueError(
+            f"synthetic entry {name!r}: simulation preset {preset!r} not found (known: {', '.join(PRESETS)})"
+        )
+    simulate_entry(benchmark_dir / name, **{**PRESETS[preset], "overwrite": True, "progress": progress})
+
+
+def ensure_entry(
+    name: str,
+    halfset: int,
+    benchmark_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    base_url: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Make one half-set of an entry available locally and return the entry directory.
+
+    An entry already on disk (downloaded by this or the original package, simulated, or added
+    with :func:`add_local_entry`) is used as it is. Otherwise a registered real entry is
+    downloaded from Zenodo (checksummed, resumable) and a synthetic one is simulated.
+
+    Parameters
+    ----------
+    name : str
+        Entry (target) name.
+    halfset : {0, 1}
+    benchmark_dir : path, optional
+        Default :func:`cesped.settings.benchmark_dir` (env ``CESPED_BENCHMARK_DIR``).
+    download : bool
+        When False, a missing entry raises ``FileNotFoundError`` saying what to download.
+    base_url : str, optional
+        Zenodo records API (env ``CESPED_ZENODO_URL``).
+    progress : bool
+        Progress bars.
+
+    Raises
+    ------
+    ValueError
+        ``halfset`` not 0/1; unknown entry name that is not on disk either.
+    FileNotFoundError
+        Missing and ``download=False``.
+    cesped.data.zenodo.OfflineError, cesped.data.zenodo.DownloadError
+    """
+    h = check_halfset(halfset)
+    root = settings.benchmark_dir(benchmark_dir)
+    p = entry_paths(name, h, root)
+    if is_available(name, h, root):
+        return p["dir"]
+    try:
+        info = get_entry(name)
+    except ValueError:
+        raise ValueError(
+            f"entry {name!r} half-set {h} is neither in {p['dir']} nor a known CESPED entry "
+            f"({', '.join(entry_names())}); add your own data with ParticlesDataset.addNewEntryLocally"
+        ) from None
+    if info.is_synthetic:
+        _simulate(name, root, progress)
+        if not is_available(name, h, root):
+            raise RuntimeError(f"simulation of {name!r} did not produce {p['star']} and {p['info']}")
+        return p["dir"]
+    from cesped.data import zenodo
+
+    if not download:
+        raise FileNotFoundError(
+            f"entry {name!r} half-set {h} not found in {p['dir']}.\n"
+            + zenodo.offline_instructions(name, h, root, base_url)
+        )
+    return zenodo.download_halfset(name, h, root, base_url=base_url, progress=progress)
+
+
+def locally_available_entries(benchmark_dir: str | os.PathLike | None = None) -> list[tuple[str, int]]:
+    """``(name, halfset)`` pairs present in ``benchmark_dir`` (sorted)."""
+    root = settings.benchmark_dir(benchmark_dir)
+    if not root.is_dir():
+        return []
+    return [
+        (d.name, h)
+        for d in sorted(root.iterdir())
+        if d.is_dir()
+        for h in (0, 1)
+        if is_available(d.name, h, root)
+    ]
+
+
+def add_local_entry(
+    star_fname: str | os.PathLike,
+    particles_root_dir: str | os.PathLike | None,
+    name: str,
+    halfset: int,
+    symmetry: str,
+    benchmark_dir: str | os.PathLike | None = None,
+    copy_images: bool = True,
+    chunk: int = 1024,
+) -> Path:
+    """Add a user's particles (star + stacks) as entry ``name`` half ``halfset``.
+
+    Parameters
+    ----------
+    star_fname : path
+        RELION particle star file with poses (``rlnAngleRot/Tilt/Psi``, ``rlnOriginX/YAngst``) and CTF.
+    particles_root_dir : path, optional
+        Directory the ``rlnImageName`` paths are relative to (e.g. the RELION project directory);
+        default: the star file's directory.
+    name : str
+        New entry name (a directory under ``benchmark_dir``).
+    halfset : {0, 1}
+    symmetry : str
+        Point group, e.g. ``"C1"``, ``"D2"``.
+    copy_images : bool
+        True: copy the images into ``particles_<h>.mrcs`` (float32, read and written in chunks of
+        ``chunk`` images). False: keep the user's stacks and point ``rlnImageName`` at them by
+        absolute path.
+
+    Returns
+    -------
+    Path
+        The entry directory. The star, stack and info files appear only when complete.
+    """
+    import mrcfile
+
+    from cesped.geometry.symmetry import normalize_symmetry
+    from cesped.io.atomic import atomic_open, atomic_path
+    from cesped.io.stack import ImageSource
+    from cesped.io.star import (
+        ANGLE_COLUMNS,
+        SHIFT_COLUMNS,
+        pixel_size,
+        read_star,
+        require_columns,
+        write_star,
+    )
+
+    h = check_halfset(halfset)
+    sym = normalize_symmetry(symmetry)
+    if not name or "/" in str(name) or str(name) in (".", ".."):
+        raise ValueError(f"entry name must be a plain directory name, got {name!r}")
+    star = read_star(star_fname)
+    require_columns(star, list(ANGLE_COLUMNS), "the pose labels")
+    root = Path(particles_root_dir) if particles_root_dir is not None else Path(star_fname).parent
+    src = ImageSource.from_star(star, root=root)  # validates every stack and index
+    px = pixel_size(star)
+    p = entry_paths(name, h, benchmark_dir)
+    p["dir"].mkdir(parents=True, exist_ok=True)
+    parts = star.particles.copy()
+    for c in SHIFT_COLUMNS:
+        if c not in parts.columns:
+            parts[c] = 0.0
+    if "rlnImageOriginalName" not in parts.columns:
+        parts["rlnImageOriginalName"] = parts["rlnImageName"]
+    n = len(src)
+    if copy_images:
+        ny, nx = src.image_shape
+        with atomic_path(p["mrcs"]) as tmp:
+            with mrcfile.new_mmap(tmp, shape=(n, ny, nx), mrc_mode=2, overwrite=True) as mrc:
+                for i in range(0, n, chunk):
+                    mrc.data[i : i + chunk] = src.read(np.arange(i, min(n, i + chunk)))
+                mrc.set_image_stack()
+                mrc.voxel_size = px
+        parts["rlnImageName"] = [f"{i + 1:06d}@{p['mrcs'].name}" for i in range(n)]
+    else:
+        parts["rlnImageName"] = [
+            f"{s + 1:06d}@{src.files[f]}" for f, s in zip(src.file_index, src.slice_index)
+        ]
+    star.particles = parts
+    write_star(p["star"], star)
+    with atomic_open(p["info"], "w") as fh:
+        json.dump({"symmetry": sym, "source": str(Path(star_fname).resolve()), "n_particles": n}, fh)
+    with atomic_open(p["dir"] / f".complete_{h}.json", "w") as fh:
+        json.dump({"record": None, "local": True}, fh)
+    return p["dir"]
