@@ -10,7 +10,7 @@ from cesped.physics.potential import read_atoms, read_structure, voxelize_atoms
 from cesped.simulation.alignment import align_and_symmetrize, find_cyclic_axis, kabsch, rotation_to_z
 from cesped.simulation.presets import resolve_structure
 
-from ._models import make_structure, random_chain
+from ..physics._models import make_structure, random_chain
 
 
 def _oligomer(order, axis, point, seed=0):

@@ -1,0 +1,1 @@
+"""cesped test suite."""
