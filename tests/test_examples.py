@@ -19,13 +19,15 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 @pytest.fixture(scope="module")
 def tiny_bench(tmp_path_factory):
     bench = tmp_path_factory.mktemp("bench")
-    simulate_entry(bench / "tiny", "6msm", n_particles=240, pixel_size=6.0, box=32, snr=1.0, seed=3,
+    simulate_entry(bench / "tiny", "6msm", n_particles=240, pixel_size=6.0, box=40, snr=1.0, seed=3,
                    progress=False)
     return bench
 
 
 def _run(args, cwd, bench):
-    env = dict(os.environ, CESPED_BENCHMARK_DIR=str(bench), PYTHONUNBUFFERED="1")
+    # the shell listing calls `python`: make it this interpreter (the test's virtual environment)
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = dict(os.environ, CESPED_BENCHMARK_DIR=str(bench), PYTHONUNBUFFERED="1", PATH=path)
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout

@@ -250,8 +250,9 @@ def write_report(
         Metric name -> value (as in ``metrics.json``).
     per_particle : mapping, optional
         Arrays over all evaluated particles: ``true_rotmats`` (n, 3, 3), ``pred_rotmats``
-        (n, 3, 3), ``errors_deg`` (n,), ``confidence`` (n,). When given, the coverage and
-        calibration plots are made.
+        (n, 3, 3), ``errors_deg`` (n,), ``confidence`` (n,) or None (the predictions carry no
+        confidence). When given, the coverage plot is made, and the calibration plot when the
+        confidence is known.
     plots : sequence of (caption, png path)
         Further plots to embed (e.g. the evaluation's FSC curves), in this order.
     title : str
@@ -272,11 +273,12 @@ def write_report(
         )
         figures.append(("Orientation coverage: density of true (left) and predicted (right) viewing "
                         "directions on the sphere, Mollweide projection (1 = uniform).", cov))
-        cal = plot_confidence_vs_error(
-            per_particle["confidence"], per_particle["errors_deg"], outdir / "confidence_vs_error.png"
-        )
-        figures.append(("Predicted confidence vs angular error: is the confidence calibrated? "
-                        "Right: mean error of the particles kept when selecting by confidence.", cal))
+        if per_particle.get("confidence") is not None:
+            cal = plot_confidence_vs_error(
+                per_particle["confidence"], per_particle["errors_deg"], outdir / "confidence_vs_error.png"
+            )
+            figures.append(("Predicted confidence vs angular error: is the confidence calibrated? "
+                            "Right: mean error of the particles kept when selecting by confidence.", cal))
     missing = [str(p) for _, p in figures if not Path(p).is_file()]
     if missing:
         raise ValueError(f"write_report: plot files not found: {', '.join(missing)}")

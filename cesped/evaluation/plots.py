@@ -1,0 +1,101 @@
+"""Evaluation plots (matplotlib, Agg canvas; no global backend change), written atomically.
+
+Example usage::
+
+    from cesped.evaluation.plots import plot_fsc_curves
+    plot_fsc_curves("fsc.png", freqs, {"FSC(GT0,GT1)_masked": curve}, thresholds=(0.143, 0.5))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["plot_fsc_curves", "plot_angular_errors", "plot_central_slices"]
+
+
+def _figure(figsize):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path) -> None:
+    from cesped.io.atomic import atomic_path
+
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+
+
+def plot_fsc_curves(path, freqs, curves: dict, thresholds=(0.143, 0.5)) -> None:
+    """FSC curves against spatial frequency (1/Å) with the threshold lines.
+
+    Parameters
+    ----------
+    path : path
+        PNG destination.
+    freqs : array (k,)
+        Shell frequencies in 1/Å.
+    curves : dict[str, array (k,)]
+        Label -> FSC values.
+    thresholds : sequence of float
+    """
+    fig = _figure((7, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    for label, c in curves.items():
+        style = "-" if label.endswith("_masked") else "--"
+        ax.plot(freqs, c, style, label=label)
+    for t in thresholds:
+        ax.axhline(t, color="grey", lw=0.8, ls=":")
+        ax.text(freqs[-1], t, f" {t}", va="center", fontsize=8, color="grey")
+    ax.set_xlabel("spatial frequency (1/Å)")
+    ax.set_ylabel("FSC")
+    ax.set_ylim(-0.1, 1.05)
+    ax.set_xlim(0, freqs[-1])
+    top = ax.twiny()
+    top.set_xlim(ax.get_xlim())
+    res = [r for r in (50, 20, 10, 8, 6, 5, 4, 3, 2.5, 2) if freqs[-1] > 0 and 1.0 / r <= freqs[-1]]
+    top.set_xticks([1.0 / r for r in res])
+    top.set_xticklabels([f"{r:g}" for r in res])
+    top.set_xlabel("resolution (Å)")
+    ax.legend(fontsize=7, loc="lower left")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_angular_errors(path, errors_deg) -> None:
+    """Histogram of per-particle angular errors (degrees, both half-sets)."""
+    e = np.asarray(errors_deg, dtype=np.float64)
+    fig = _figure((6, 4))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.hist(e, bins=np.linspace(0, 180, 73), color="tab:blue", alpha=0.8)
+    ax.axvline(float(np.mean(e)), color="k", ls="--", label=f"mean {np.mean(e):.2f}°")
+    ax.axvline(float(np.median(e)), color="tab:red", ls=":", label=f"median {np.median(e):.2f}°")
+    ax.set_xlabel("angular error (degrees)")
+    ax.set_ylabel("particles")
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_central_slices(path, gt, pred) -> None:
+    """Central z, y and x slices of the ground-truth map GT (top) and the predicted map V (bottom)."""
+    gt = np.asarray(gt)
+    pred = np.asarray(pred)
+    n = gt.shape[0]
+    c = n // 2
+    fig = _figure((9, 6))
+    slices = {name: (v[c], v[:, c], v[:, :, c]) for name, v in (("GT", gt), ("V", pred))}
+    for row, name in enumerate(("GT", "V")):
+        for col, axis in enumerate(("z", "y", "x")):
+            sl = slices[name][col]
+            # each slice z-scored, then one display range for all panels (GT and V comparable)
+            ax = fig.add_subplot(2, 3, 3 * row + col + 1)
+            ax.imshow((sl - sl.mean()) / (sl.std() + 1e-30), cmap="gray", origin="lower", vmin=-2, vmax=6)
+            ax.set_title(f"{name}, central {axis} slice", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    _save(fig, path)
