@@ -1,0 +1,281 @@
+"""Image2Sphere model speed: training step and inference throughput, peak memory, build time.
+
+Configuration of the side-by-side figures (issue 6): ResNet-18 (random weights), 64 px images,
+lmax 6, projector / S2 / output grid orders 2 / 2 / 3, S2 features 512, SO(3) features 16,
+SO(3) activation resolution 10, batch 32, C1. A training step is forward + cross-entropy against
+the nearest grid rotation + backward + RAdam step; inference is the deterministic forward +
+argmax + probability. Each side runs in a fresh child process (its own peak RSS); the original
+package (cesped 25.12.0) runs with ``benchmarks/.venv-original/bin/python`` when it exists
+(see ``benchmarks/original_env.sh``), otherwise the reference figures measured on this kind of
+machine are printed as references.
+
+Also: the time (and peak RSS) to build the model at the paper's configuration (ResNet-152,
+lmax 8, orders 3/3/4), with an empty and with a warm table cache.
+
+Example usage::
+
+    python benchmarks/bench_model.py                 # everything (a few minutes on 2 cores)
+    python benchmarks/bench_model.py --steps 3 --skip-paper --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+ORIGINAL_PY = HERE / ".venv-original" / "bin" / "python"
+# Measured for the original on this kind of machine (issue 6).
+REFERENCE = {"train": 61.0, "infer": 160.0, "peak_gb": 1.7, "paper_build_s": 75.0}
+
+COMMON = textwrap.dedent(
+    """
+    import json, os, resource, sys, time
+    import torch
+    torch.set_num_threads({threads})
+    torch.manual_seed(0)
+    B, STEPS = {batch}, {steps}
+    img = torch.randn(B, 1, 64, 64)
+    q = torch.randn(B, 4, dtype=torch.float64); q = q / q.norm(dim=1, keepdim=True)
+    w, x, y, z = q.unbind(1)
+    rot = torch.stack([1-2*(y*y+z*z), 2*(x*y-z*w), 2*(x*z+y*w), 2*(x*y+z*w), 1-2*(x*x+z*z), 2*(y*z-x*w),
+                       2*(x*z-y*w), 2*(y*z+x*w), 1-2*(x*x+y*y)], 1).reshape(B, 3, 3).float()
+    def peak_gb():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    """
+)
+
+OURS = COMMON + textwrap.dedent(
+    """
+    from cesped.models.image2sphere import Image2Sphere
+    from cesped.training.losses import symmetric_cross_entropy
+    t0 = time.perf_counter()
+    m = Image2Sphere("resnet18", lmax=6, s2_fdim=512, so3_fdim=16, hp_order_projector=2, hp_order_s2=2,
+                     hp_order_so3=3, so3_act_resolution={resolution}, label_frame="rx90")
+    build = time.perf_counter() - t0
+    opt = torch.optim.RAdam(m.parameters(), lr=1e-3, weight_decay=1e-5)
+    def step():
+        logits = m.grid_logits(m(img))
+        loss = symmetric_cross_entropy(logits, m.target_indices(rot))
+        opt.zero_grad(); loss.backward(); opt.step()
+    m.train(); step()
+    t0 = time.perf_counter()
+    for _ in range(STEPS): step()
+    train = B * STEPS / (time.perf_counter() - t0)
+    m.eval()
+    with torch.no_grad():
+        m.predict(img)
+        t0 = time.perf_counter()
+        for _ in range(STEPS): m.predict(img)
+        infer = B * STEPS / (time.perf_counter() - t0)
+    print(json.dumps(dict(train=train, infer=infer, peak_gb=peak_gb(), build=build)))
+    """
+)
+
+ORIGINAL = COMMON + textwrap.dedent(
+    """
+    import e3nn.nn
+    from cesped.network.featureExtractors import ResNetImageEncoder
+    from cesped.network.image2sphere import I2S
+    t0 = time.perf_counter()
+    enc = ResNetImageEncoder("resnet18", load_imagenetweights=False)
+    shape = enc(torch.zeros(1, 1, 64, 64)).shape[1:]
+    m = I2S(enc, shape, symmetry="C1", lmax=6, s2_fdim=512, so3_fdim=16, hp_order_projector=2, hp_order_s2=2,
+            hp_order_so3=3, so3_act_resolution=10, rand_fraction_points_to_project=0.5)
+    build = time.perf_counter() - t0
+    opt = torch.optim.RAdam(m.parameters(), lr=1e-3, weight_decay=1e-5)
+    def step():
+        loss = m.forward_and_loss(img, rot)[0]
+        opt.zero_grad(); loss.backward(); opt.step()
+    m.train(); step()
+    t0 = time.perf_counter()
+    for _ in range(STEPS): step()
+    train = B * STEPS / (time.perf_counter() - t0)
+    m.eval()
+    with torch.no_grad():
+        m(img)
+        t0 = time.perf_counter()
+        for _ in range(STEPS): m(img)
+        infer = B * STEPS / (time.perf_counter() - t0)
+    print(json.dumps(dict(train=train, infer=infer, peak_gb=peak_gb(), build=build)))
+    """
+)
+
+PAPER_BUILD = textwrap.dedent(
+    """
+    import json, resource, time, torch
+    torch.set_num_threads({threads})
+    t_imp = time.perf_counter()
+    import e3nn.o3, torchvision
+    from cesped.models.image2sphere import Image2Sphere
+    imports = time.perf_counter() - t_imp
+    t0 = time.perf_counter()
+    m = Image2Sphere("resnet152", pretrained=False, lmax=8, s2_fdim=512, so3_fdim=16, hp_order_projector=3,
+                     hp_order_s2=3, hp_order_so3=4, so3_act_resolution=10)
+    build = time.perf_counter() - t0
+    ckpt_mb = sum(v.numel() * v.element_size() for v in m.state_dict().values()) / 1e6
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    print(json.dumps(dict(build=build, imports=imports, peak_gb=peak, state_mb=ckpt_mb)))
+    """
+)
+
+
+def emit(name, value, unit, reference=None, ratio=None, **extra):
+    print(
+        json.dumps(
+            {"name": name, "value": value, "unit": unit, "reference": reference, "ratio": ratio, **extra}
+        ),
+        flush=True,
+    )
+
+
+def run_child(python: str, code: str, env_extra: dict | None = None, cwd: Path | None = None) -> dict:
+    env = {**os.environ, **(env_extra or {})}
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, cwd=cwd, timeout=3600)
+    if out.returncode != 0:
+        raise RuntimeError(f"child failed ({python}):\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=5, help="timed steps (after one warm-up step)")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--skip-original", action="store_true")
+    ap.add_argument("--skip-paper", action="store_true")
+    args = ap.parse_args(argv)
+    fmt = dict(threads=args.threads, batch=args.batch, steps=args.steps)
+    ours_env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(args.threads)}
+
+    with tempfile.TemporaryDirectory() as cache:
+        ours = run_child(
+            sys.executable, OURS.format(**fmt, resolution=10), {**ours_env, "CESPED_CACHE_DIR": cache}
+        )
+        ours_default = run_child(
+            sys.executable, OURS.format(**fmt, resolution=None), {**ours_env, "CESPED_CACHE_DIR": cache}
+        )
+    orig, source = None, "issue 6 (this kind of machine)"
+    if not args.skip_original and ORIGINAL_PY.exists():
+        support = HERE / "original_support"
+        with tempfile.TemporaryDirectory() as tmp:  # its joblib cache lives in the temp dir
+            orig = run_child(
+                str(ORIGINAL_PY),
+                ORIGINAL.format(**fmt),
+                {"PYTHONPATH": str(support), "OMP_NUM_THREADS": str(args.threads), "TMPDIR": tmp},
+                cwd=Path(tmp),
+            )
+        source = "original cesped 25.12.0, same run"
+    ref = orig or {"train": REFERENCE["train"], "infer": REFERENCE["infer"], "peak_gb": REFERENCE["peak_gb"]}
+    extra = {
+        "config": "resnet18 64px lmax6 orders2/2/3 batch32",
+        "threads": args.threads,
+        "reference_source": source,
+    }
+    emit(
+        "i2s_train_throughput",
+        round(ours["train"], 2),
+        "images/s",
+        round(ref["train"], 2),
+        round(ours["train"] / ref["train"], 3),
+        **extra,
+    )
+    emit(
+        "i2s_inference_throughput",
+        round(ours["infer"], 2),
+        "images/s",
+        round(ref["infer"], 2),
+        round(ours["infer"] / ref["infer"], 3),
+        **extra,
+    )
+    emit(
+        "i2s_peak_rss",
+        round(ours["peak_gb"], 3),
+        "GB",
+        round(ref["peak_gb"], 3),
+        round(ref["peak_gb"] / ours["peak_gb"], 3),
+        note="ratio = original / ours",
+        **extra,
+    )
+
+    dextra = {**extra, "config": "as above with SO(3) activation resolution lmax+1 = 7 (our default), not 10"}
+    emit(
+        "i2s_train_throughput_default_resolution",
+        round(ours_default["train"], 2),
+        "images/s",
+        round(ref["train"], 2),
+        round(ours_default["train"] / ref["train"], 3),
+        **dextra,
+    )
+    emit(
+        "i2s_inference_throughput_default_resolution",
+        round(ours_default["infer"], 2),
+        "images/s",
+        round(ref["infer"], 2),
+        round(ours_default["infer"] / ref["infer"], 3),
+        **dextra,
+    )
+    emit(
+        "i2s_peak_rss_default_resolution",
+        round(ours_default["peak_gb"], 3),
+        "GB",
+        round(ref["peak_gb"], 3),
+        round(ref["peak_gb"] / ours_default["peak_gb"], 3),
+        note="ratio = original / ours",
+        **dextra,
+    )
+
+    if not args.skip_paper:
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**ours_env, "CESPED_CACHE_DIR": cache}
+            cold = run_child(sys.executable, PAPER_BUILD.format(**fmt), env)
+            warm = run_child(sys.executable, PAPER_BUILD.format(**fmt), env)
+        pextra = {"config": "resnet152 lmax8 orders3/3/4 (paper)", "threads": args.threads}
+        emit(
+            "i2s_paper_build_time_cold_cache",
+            round(cold["build"], 2),
+            "s",
+            REFERENCE["paper_build_s"],
+            round(REFERENCE["paper_build_s"] / cold["build"], 2),
+            note="ratio = reference / ours",
+            **pextra,
+        )
+        emit(
+            "i2s_paper_build_time_warm_cache",
+            round(warm["build"], 2),
+            "s",
+            REFERENCE["paper_build_s"],
+            round(REFERENCE["paper_build_s"] / warm["build"], 2),
+            note="ratio = reference / ours",
+            **pextra,
+        )
+        emit(
+            "i2s_import_time",
+            round(warm["imports"], 2),
+            "s",
+            None,
+            None,
+            note="torch/e3nn/torchvision/cesped imports, not included in the build times",
+            **pextra,
+        )
+        emit("i2s_paper_build_peak_rss", round(cold["peak_gb"], 3), "GB", None, None, **pextra)
+        emit(
+            "i2s_paper_checkpoint_state",
+            round(cold["state_mb"], 1),
+            "MB",
+            None,
+            None,
+            note="state_dict size (weights only; derived tables are not persistent)",
+            **pextra,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""LightningModule of the Image2Sphere baseline: loss, metrics, optimiser and prediction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+
+from cesped.training.losses import symmetric_cross_entropy
+
+__all__ = ["Image2SphereModule"]
+
+
+def _instantiate(cfg: dict, **kwargs):
+    from hydra.utils import instantiate
+
+    return instantiate(cfg, **kwargs)
+
+
+class Image2SphereModule(L.LightningModule):
+    """Trains an :class:`~cesped.models.image2sphere.Image2Sphere` on one half-set.
+
+    Parameters
+    ----------
+    net : dict
+        Hydra config of the network (``_target_: cesped.models.image2sphere.Image2Sphere`` + arguments).
+    optimizer : dict
+        Hydra config of the optimiser (partial: ``params`` is added), e.g. ``torch.optim.RAdam``.
+    scheduler : dict, optional
+        Hydra config of ``ReduceLROnPlateau`` (``optimizer`` is added); monitored on ``monitor``.
+    symmetry : str
+        Point group of the entry (``"C1"``, ``"C2"``, ``"D2"`` ...): labels are expanded to ``S_g·R``.
+    label_smoothing : float
+    use_confidence_weights : bool
+        Weight each image's loss by its ground-truth confidence (eq. 11).
+    monitor : str
+        Metric driving the scheduler (``val_error_degs``: mean symmetry-aware angular error, degrees).
+    data_config : dict, optional
+        Preprocessing arguments of the dataset the model was trained with (stored for inference).
+
+    Batches are ``(ids, images (B, 1, N, N), rotmats (B, 3, 3), shifts (B, 2) Å, confidence (B,))``
+    as produced by :func:`cesped.training.datamodule.collate_particles` (augmented by the data module
+    during training).
+    """
+
+    def __init__(
+        self,
+        net: dict,
+        optimizer: dict,
+        scheduler: dict | None = None,
+        symmetry: str = "C1",
+        label_smoothing: float = 0.0,
+        use_confidence_weights: bool = True,
+        monitor: str = "val_error_degs",
+        data_config: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        from cesped.geometry.symmetry import symmetry_matrices
+
+        self.model = _instantiate(dict(net))
+        self.symmetry = symmetry
+        self.register_buffer("sym_mats", symmetry_matrices(symmetry).float(), persistent=False)
+
+    # --------------------------------------------------------------------------------- steps
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def _loss_and_error(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        from cesped.geometry.errors import symmetry_aware_error
+
+        _, images, rotmats, _, conf = batch
+        coeffs = self.model(images)
+        logits = self.model.grid_logits(coeffs)
+        targets = self.model.target_indices(rotmats, self.sym_mats)
+        weights = conf if self.hparams.use_confidence_weights else None
+        loss = symmetric_cross_entropy(logits, targets, weights, self.hparams.label_smoothing)
+        with torch.no_grad():
+            pred = self.model.to_data_frame(self.model.output_grid.rotations(logits.argmax(1)))
+            err = symmetry_aware_error(rotmats.double(), pred.double(), self.symmetry)
+        return loss, err
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, err = self._loss_and_error(batch)
+        b = batch[1].shape[0]
+        self.log("train_loss", loss, prog_bar=True, batch_size=b)
+        self.log("train_error_degs", err.mean(), prog_bar=True, batch_size=b)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        loss, err = self._loss_and_error(batch)
+        b = batch[1].shape[0]
+        self.log("val_loss", loss, on_epoch=True, sync_dist=True, batch_size=b)
+        self.log("val_error_degs", err.mean(), on_epoch=True, prog_bar=True, sync_dist=True, batch_size=b)
+        self.log("val_median_error_degs", err.median(), on_epoch=True, sync_dist=True, batch_size=b)
+
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        ids, images = batch[0], batch[1]
+        rot, prob = self.model.predict(images)
+        return {"ids": ids, "rotmats": rot, "probs": prob}
+
+    # --------------------------------------------------------------------------------- optim
+    def configure_optimizers(self):
+        opt = _instantiate(dict(self.hparams.optimizer), params=self.parameters())
+        if not self.hparams.scheduler:
+            return opt
+        sched = _instantiate(dict(self.hparams.scheduler), optimizer=opt)
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {"scheduler": sched, "monitor": self.hparams.monitor, "interval": "epoch"},
+        }

@@ -1,0 +1,109 @@
+"""Train the Image2Sphere baseline on one half-set and predict the other (config: ``configs/train.yaml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from cesped.io.atomic import atomic_open
+
+__all__ = ["train"]
+
+
+def _instantiate_group(group) -> list:
+    from hydra.utils import instantiate
+
+    if not group:
+        return []
+    return [instantiate(c) for c in group.values() if c is not None and "_target_" in c]
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train on ``cfg.halfset`` of ``cfg.entry`` and write ``predictions_{1-halfset}.star``.
+
+    Layout of ``cfg.output_dir``: ``checkpoints/{best-*.ckpt,last.ckpt,config.yaml}``,
+    ``tensorboard/``, ``csv/metrics.csv``, ``predictions_{1-h}.star``. With ``cfg.resume`` the run
+    continues from ``checkpoints/last.ckpt`` when it exists.
+
+    Returns
+    -------
+    dict with ``best_ckpt``, ``last_ckpt``, ``predictions`` (path or None) and the final callback metrics.
+    """
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from cesped.training.infer import predict_dataset, write_predictions
+    from cesped.training.lightning_module import Image2SphereModule
+
+    if cfg.halfset not in (0, 1):
+        raise ValueError(f"halfset must be 0 or 1, got {cfg.halfset!r}")
+    L.seed_everything(int(cfg.seed), workers=True)
+    out = Path(cfg.output_dir)
+    ckpt_dir = out / "checkpoints"
+    datamodule = instantiate(cfg.data)
+    module = Image2SphereModule(
+        net=OmegaConf.to_container(cfg.model.net, resolve=True),
+        optimizer=OmegaConf.to_container(cfg.optimizer.optimizer, resolve=True),
+        scheduler=OmegaConf.to_container(cfg.optimizer.scheduler, resolve=True)
+        if cfg.optimizer.get("scheduler")
+        else None,
+        symmetry=datamodule.symmetry,
+        label_smoothing=float(cfg.model.label_smoothing),
+        use_confidence_weights=bool(cfg.model.use_confidence_weights),
+        data_config=OmegaConf.to_container(cfg.data.dataset_kwargs, resolve=True)
+        if cfg.data.get("dataset_kwargs")
+        else {},
+    )
+    callbacks = _instantiate_group(cfg.get("callbacks"))
+    if not cfg.trainer.get("enable_progress_bar", True):
+        callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.ProgressBar)]
+    loggers = _instantiate_group(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if trainer.is_global_zero:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_open(ckpt_dir / "config.yaml") as fh:
+            saved = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+            fh.write(OmegaConf.to_yaml(saved, resolve=True))
+    last = ckpt_dir / "last.ckpt"
+    ckpt_path = str(last) if cfg.get("resume") and last.is_file() else None
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+
+    best = None
+    for cb in callbacks:
+        if isinstance(cb, L.pytorch.callbacks.ModelCheckpoint) and cb.best_model_path:
+            best = cb.best_model_path
+    result = {
+        "best_ckpt": best,
+        "last_ckpt": str(last) if last.is_file() else None,
+        "predictions": None,
+        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+    }
+    if cfg.get("predict_other_half") and trainer.is_global_zero:
+        other = 1 - int(cfg.halfset)
+        if best:
+            module = Image2SphereModule.load_from_checkpoint(best, map_location="cpu")
+        pred_cfg = cfg.get("prediction") or {}
+        device = pred_cfg.get("device") or (
+            "cuda" if trainer.accelerator.__class__.__name__.startswith("CUDA") else "cpu"
+        )
+        from cesped.training.datamodule import open_particles
+
+        ds = open_particles(
+            cfg.entry,
+            other,
+            benchmark_dir=cfg.get("benchmark_dir"),
+            **dict(module.hparams.get("data_config") or {}),
+        )
+        ids, rot, prob = predict_dataset(
+            module.model,
+            ds,
+            int(pred_cfg.get("batch_size", 64)),
+            int(cfg.data.get("num_workers", 0)),
+            int(pred_cfg.get("top_k", 1)),
+            pred_cfg.get("order"),
+            int(pred_cfg.get("refine_steps", 0)),
+            device,
+        )
+        result["predictions"] = str(write_predictions(ds, ids, rot, prob, out / f"predictions_{other}.star"))
+    return result
