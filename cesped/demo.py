@@ -11,7 +11,7 @@ Steps, each reused when its output already exists (a second run only re-evaluate
 Example usage::
 
     python -m cesped.demo                              # outputs in ./demo_output
-    python -m cesped.demo --workdir /tmp/demo --entry synth_4e43
+    python -m cesped.demo --workdir runs/demo_4e43 --entry synth_4e43
     python -m cesped.demo --train-override trainer.max_time=00:00:02:00   # a quicker, worse demo
     python -m cesped.demo --fresh                      # redo training and evaluation
 
