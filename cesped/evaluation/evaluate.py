@@ -356,6 +356,61 @@ def _gt_half_map(star_path: Path, star, symmetry, backend, device, n_cpus, weigh
     return vol, px
 
 
+def _native_gt_and_pred(star_path, gt, pred, symmetry, device, n_cpus, gt_fom, pred_fom, use_cache):
+    """Ground-truth and predicted-pose half-maps of one half-set with the native backend.
+
+    Both come from the same images and CTFs (``pred`` is ``gt`` with the predicted poses), so
+    when the GT map is not cached they are reconstructed together, reading and transforming
+    each image once (:func:`cesped.reconstruction.fourier.reconstruct_many`). Returns the two
+    (n, n, n) float32 maps.
+    """
+    from cesped import settings
+    from cesped.io.mrc import read_map, write_map
+    from cesped.reconstruction.fourier import reconstruct_many
+
+    key = _gt_cache_key(star_path, gt, symmetry, "native", 2, gt_fom)
+    cpath = settings.cache_dir() / "gt_maps" / f"{key}.mrc"
+    if use_cache and cpath.is_file():
+        try:
+            gt_vol, _ = read_map(cpath)
+        except (ValueError, OSError):
+            pass  # corrupt cache entry: rebuild below
+        else:
+            pred_vol, _ = _reconstruct(pred, symmetry, "native", device, n_cpus, pred_fom)
+            return gt_vol, pred_vol
+    pp = pred.particles
+    poses = [
+        {
+            "angles": gt.particles[ANGLES].to_numpy(dtype=np.float64),
+            "shifts_A": _origin_shifts(gt.particles),
+            "weights": gt.particles[FOM].to_numpy(dtype=np.float64) if gt_fom else None,
+        },
+        {
+            "angles": pp[ANGLES].to_numpy(dtype=np.float64),
+            "shifts_A": _origin_shifts(pp),
+            "weights": pp[FOM].to_numpy(dtype=np.float64) if pred_fom else None,
+        },
+    ]
+    (gt_vol, pred_vol), px = reconstruct_many(
+        gt, poses, symmetry=symmetry, device=device, n_threads=n_cpus
+    )
+    if use_cache:
+        try:
+            write_map(cpath, gt_vol, px)
+        except OSError as e:
+            print(f"[cesped] could not cache the GT map in {cpath}: {e}")
+    return gt_vol, pred_vol
+
+
+def _origin_shifts(particles) -> np.ndarray:
+    """``rlnOriginXAngst/YAngst`` as (N, 2) float64 Å (zeros where a column is absent)."""
+    out = np.zeros((len(particles), 2))
+    for j, c in enumerate(("rlnOriginXAngst", "rlnOriginYAngst")):
+        if c in particles.columns:
+            out[:, j] = pd.to_numeric(particles[c]).to_numpy(dtype=np.float64)
+    return out
+
+
 # ---------------------------------------------------------------------------------------- metrics
 
 
@@ -511,17 +566,23 @@ def evaluate(
         mask_arr, mask_path = _load_mask(mask, box, voxel_size)
 
     kw = dict(relion_bin=relion_bin, singularity_img=singularityImgFile, verbose=verbose)
-    gt_maps = []
+    gt_maps, pred_maps = [], []
     for h in (0, 1):
         use_fom = usePredConfidence and FOM in gts[h].particles.columns
-        vol, px = _gt_half_map(
-            star_paths[h], gts[h], symmetry, backend, device, n_cpus, use_fom, use_cache, **kw
-        )
-        gt_maps.append(np.asarray(vol, dtype=np.float64))
-    pred_maps = []
-    for h in (0, 1):
-        vol, px = _reconstruct(halves[h].pred, symmetry, backend, device, n_cpus, usePredConfidence, **kw)
-        pred_maps.append(np.asarray(vol, dtype=np.float64))
+        if backend == "native":
+            gt_vol, pred_vol = _native_gt_and_pred(
+                star_paths[h], gts[h], halves[h].pred, symmetry, device, n_cpus, use_fom,
+                usePredConfidence, use_cache,
+            )
+        else:
+            gt_vol, _ = _gt_half_map(
+                star_paths[h], gts[h], symmetry, backend, device, n_cpus, use_fom, use_cache, **kw
+            )
+            pred_vol, _ = _reconstruct(
+                halves[h].pred, symmetry, backend, device, n_cpus, usePredConfidence, **kw
+            )
+        gt_maps.append(np.asarray(gt_vol, dtype=np.float64))
+        pred_maps.append(np.asarray(pred_vol, dtype=np.float64))
     gt_avg = 0.5 * (gt_maps[0] + gt_maps[1])
     pred_avg = 0.5 * (pred_maps[0] + pred_maps[1])
 

@@ -92,19 +92,35 @@ def fsc(a, b, mask=None) -> np.ndarray:
         tm = _as_f64(mask, "mask")
         _check_cube(ta, tm)
         ta, tb = ta * tm, tb * tm
-    fa = torch.fft.rfftn(ta)
-    fb = torch.fft.rfftn(tb)
-    shell, mult = _shell_index(n)
-    keep = shell >= 0
-    idx = shell[keep]
-    w = mult.expand_as(shell)[keep]
+    fa = torch.fft.rfftn(ta).numpy().reshape(-1)
+    fb = torch.fft.rfftn(tb).numpy().reshape(-1)
+    return _fsc_from_transforms(fa, fb, n)
+
+
+def _fsc_from_transforms(fa: np.ndarray, fb: np.ndarray, n: int) -> np.ndarray:
+    """FSC from two flat ``rfftn`` transforms (complex128, ``n·n·(n//2+1)``), hard shells."""
+    idx, w = _flat_shells(n)
     nsh = n // 2 + 1
-    cross = torch.zeros(nsh, dtype=torch.float64).index_add_(0, idx, w * (fa * fb.conj()).real[keep])
-    pa = torch.zeros(nsh, dtype=torch.float64).index_add_(0, idx, w * (fa.abs() ** 2)[keep])
-    pb = torch.zeros(nsh, dtype=torch.float64).index_add_(0, idx, w * (fb.abs() ** 2)[keep])
+    cross = np.bincount(idx, weights=w * (fa.real * fb.real + fa.imag * fb.imag), minlength=nsh + 1)
+    pa = np.bincount(idx, weights=w * (fa.real**2 + fa.imag**2), minlength=nsh + 1)
+    pb = np.bincount(idx, weights=w * (fb.real**2 + fb.imag**2), minlength=nsh + 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = cross.numpy() / np.sqrt(pa.numpy() * pb.numpy())
+        out = cross[:nsh] / np.sqrt(pa[:nsh] * pb[:nsh])
     return out
+
+
+@functools.lru_cache(maxsize=4)
+def _flat_shells(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat shell index of every rfftn voxel (``n//2 + 1`` for voxels beyond shell ``n//2``: a
+    dump bin) and its float64 multiplicity weight (read-only arrays)."""
+    shell, mult = _shell_index(n)
+    idx = shell.numpy().copy()
+    idx[idx < 0] = n // 2 + 1
+    idx = idx.reshape(-1)
+    w = np.broadcast_to(mult.numpy(), shell.shape).reshape(-1).copy()
+    idx.flags.writeable = False
+    w.flags.writeable = False
+    return idx, w
 
 
 def fsc_frequencies(n: int, voxel_size: float) -> np.ndarray:
@@ -181,11 +197,12 @@ def pcc(a, b, mask=None) -> float:
         if tm.shape != ta.shape:
             raise ValueError(f"mask has {tm.numel()} voxels, maps have {ta.numel()}")
         ta, tb = ta * tm, tb * tm
-    da, db = ta - ta.mean(), tb - tb.mean()
-    den = torch.sqrt((da * da).sum() * (db * db).sum())
+    na, nb = ta.numpy(), tb.numpy()
+    da, db = na - na.mean(), nb - nb.mean()
+    den = np.sqrt(np.dot(da, da) * np.dot(db, db))
     if den == 0:
         return float("nan")
-    return float((da * db).sum() / den)
+    return float(np.dot(da, db) / den)
 
 
 def shifts_rmse(pred_shifts, true_shifts) -> float:

@@ -3,7 +3,9 @@
 It does exactly what the torch path (``FourierAccumulator._splat``) does, one image point at a
 time: rotate ``(kx, ky, 0)``, move points with ``x < 0`` to their Friedel mate (conjugating the
 value), and add ``(re, im, weight)`` times the eight trilinear weights into the flat grid. Each
-thread owns one grid (``grids[t]``), so no atomics are needed; the grids are summed at the end.
+thread owns a slab of z planes of the one grid, so no atomics are needed. The finalisation
+(Hermitian completion of the ``x = 0`` plane, Wiener-style division with the radial floor,
+window, gridding correction, soft mask) also runs here, in compiled passes.
 """
 
 from __future__ import annotations
@@ -25,59 +27,75 @@ def set_threads(n: int) -> None:
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def splat_batch(grids, cols, img_of, kx, ky, re, im, w, c, dy, dx):  # pragma: no cover - compiled
+def splat_batch(grid, slabs, cols, img_of, kx, ky, re, im, w, c, dy, dx, block=256):  # pragma: no cover
     """Accumulate rotated central slices.
 
-    grids : (T, L) float32, flat (z, y, x, channel) grids, one per thread
+    grid : (L,) float32, flat (z, y, x, channel) grid
+    slabs : (T + 1,) int64, z-plane bounds: thread ``t`` adds only to planes ``slabs[t] <= z <
+        slabs[t+1]`` (so threads never write the same voxel: no atomics, one grid in memory); each
+        thread transforms every point and skips those outside its slab
     cols : (Q, 3, 2) float64, first two columns of ``pad·S·R`` per (operator, image) pair
     img_of : (Q,) int64, the image (row of re/im/w) of each pair
     kx, ky : (P,) float64, image frequencies (unpadded pixels)
     re, im, w : (B, P) float32, ``CTF·F`` real/imaginary parts and ``CTF²`` (weighted)
     c, dy, dx : int, grid centre offset for z/y and strides
+    block : int, points per block. The loop runs over blocks of points, then over the images:
+        with the points ordered by radius (``FourierAccumulator`` does) and the images by slice
+        normal (``reconstruct`` does), one block of all images lands on a thin band of the grid
+        that stays in cache (about 1.5x faster than image by image: the splat is memory-bound).
     """
-    t_count = grids.shape[0]
+    t_count = slabs.shape[0] - 1
     q_count = cols.shape[0]
     p_count = kx.shape[0]
     sdz = dy * dx
     for t in numba.prange(t_count):
-        g = grids[t]
-        for q in range(t, q_count, t_count):
-            j = img_of[q]
-            a00 = cols[q, 0, 0]
-            a01 = cols[q, 0, 1]
-            a10 = cols[q, 1, 0]
-            a11 = cols[q, 1, 1]
-            a20 = cols[q, 2, 0]
-            a21 = cols[q, 2, 1]
-            for p in range(p_count):
-                x = a00 * kx[p] + a01 * ky[p]
-                y = a10 * kx[p] + a11 * ky[p]
-                z = a20 * kx[p] + a21 * ky[p]
-                vi = im[j, p]
-                if x < 0:
-                    x = -x
-                    y = -y
-                    z = -z
-                    vi = -vi
-                vr = re[j, p]
-                vw = w[j, p]
-                fx0 = math.floor(x)
-                fy0 = math.floor(y)
-                fz0 = math.floor(z)
-                fx = x - fx0
-                fy = y - fy0
-                fz = z - fz0
-                base = (int(fz0) + c) * sdz + (int(fy0) + c) * dx + int(fx0)
-                for oz in range(2):
-                    wz = fz if oz == 1 else 1.0 - fz
-                    for oy in range(2):
-                        wzy = wz * (fy if oy == 1 else 1.0 - fy)
-                        for ox in range(2):
-                            wt = wzy * (fx if ox == 1 else 1.0 - fx)
-                            k = 3 * (base + oz * sdz + oy * dx + ox)
-                            g[k] += wt * vr
-                            g[k + 1] += wt * vi
-                            g[k + 2] += wt * vw
+        lo = slabs[t]
+        hi = slabs[t + 1]
+        for p0 in range(0, p_count, block):
+            p1 = min(p0 + block, p_count)
+            for q in range(q_count):
+                j = img_of[q]
+                a00 = cols[q, 0, 0]
+                a01 = cols[q, 0, 1]
+                a10 = cols[q, 1, 0]
+                a11 = cols[q, 1, 1]
+                a20 = cols[q, 2, 0]
+                a21 = cols[q, 2, 1]
+                for p in range(p0, p1):
+                    x = a00 * kx[p] + a01 * ky[p]
+                    z = a20 * kx[p] + a21 * ky[p]
+                    sgn = 1.0
+                    if x < 0:  # Friedel mate: (x, y, z) -> -(x, y, z), value conjugated
+                        x = -x
+                        z = -z
+                        sgn = -1.0
+                    fz0 = math.floor(z)
+                    iz = int(fz0) + c
+                    if iz + 1 < lo or iz >= hi:
+                        continue
+                    y = sgn * (a10 * kx[p] + a11 * ky[p])
+                    vi = sgn * im[j, p]
+                    vr = re[j, p]
+                    vw = w[j, p]
+                    fx0 = math.floor(x)
+                    fy0 = math.floor(y)
+                    fx = x - fx0
+                    fy = y - fy0
+                    fz = z - fz0
+                    for oz in range(2):
+                        zz = iz + oz
+                        if zz < lo or zz >= hi:
+                            continue
+                        wz = fz if oz == 1 else 1.0 - fz
+                        base = zz * sdz + (int(fy0) + c) * dx + int(fx0)
+                        for oy in range(2):
+                            wzy = wz * (fy if oy == 1 else 1.0 - fy)
+                            for ox in range(2):
+                                wt = wzy * (fx if ox == 1 else 1.0 - fx)
+                                k = 3 * (base + oy * dx + ox)
+                                grid[k] += wt * vr
+                                grid[k + 1] += wt * vi
+                                grid[k + 2] += wt * vw
 
 
 def as_numpy_inputs(cols, img_of, kx, ky, re, im, w):
@@ -175,3 +193,136 @@ def prepare_batch(
             out_re[b, p] = vr * sc
             out_im[b, p] = vi * sc
             out_w[b, p] = ctf * ctf * wb * mult[p]
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def shell_weight_sums(grids, c, m, nsh):  # pragma: no cover - compiled
+    """Per-shell sums of the Hermitian-completed weight over the unshifted half grid.
+
+    grids : (T, dz, dy, dx, 3) float32 per-thread accumulators (centred z/y, index ``k + c``)
+    Returns (nsh,) float64 sums and (nsh,) float64 voxel counts per shell ``round(|k|)``
+    (padded voxels) inside ``|k| < m/2`` (Nyquist); the last bin (outside) stays empty.
+    """
+    t_count = grids.shape[0]
+    hx = m // 2 + 1
+    rmax2 = (m / 2.0) ** 2
+    part = np.zeros((m, nsh))
+    pcnt = np.zeros((m, nsh))
+    for uz in numba.prange(m):
+        kz = uz - m * (2 * uz >= m + 1)
+        for uy in range(m):
+            ky = uy - m * (2 * uy >= m + 1)
+            for kx in range(hx):
+                r2 = kz * kz + ky * ky + kx * kx
+                if r2 >= rmax2:
+                    continue
+                wv = 0.0
+                for t in range(t_count):
+                    wv += grids[t, kz + c, ky + c, kx, 2]
+                    if kx == 0:
+                        wv += grids[t, c - kz, c - ky, 0, 2]
+                sh = int(math.floor(math.sqrt(r2) + 0.5))
+                part[uz, sh] += wv
+                pcnt[uz, sh] += 1.0
+    out = np.zeros(nsh)
+    cnt = np.zeros(nsh)
+    for uz in range(m):
+        for s in range(nsh):
+            out[s] += part[uz, s]
+            cnt[s] += pcnt[uz, s]
+    return out, cnt
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def divide_to_unshifted(grids, c, m, floor_per_shell, out):  # pragma: no cover - compiled
+    """Sum the thread grids, complete the ``x = 0`` plane, divide by ``max(W, floor)``.
+
+    grids : (T, dz, dy, dx, 3) float32; floor_per_shell (nsh,) float64;
+    out : (m, m, m//2+1) complex64, unshifted FFT order, zero outside Nyquist or where the
+    denominator is not positive.
+    """
+    t_count = grids.shape[0]
+    hx = m // 2 + 1
+    rmax2 = (m / 2.0) ** 2
+    for uz in numba.prange(m):
+        kz = uz - m * (2 * uz >= m + 1)
+        for uy in range(m):
+            ky = uy - m * (2 * uy >= m + 1)
+            for kx in range(hx):
+                r2 = kz * kz + ky * ky + kx * kx
+                if r2 >= rmax2:
+                    out[uz, uy, kx] = 0.0
+                    continue
+                vr = 0.0
+                vi = 0.0
+                wv = 0.0
+                for t in range(t_count):
+                    vr += grids[t, kz + c, ky + c, kx, 0]
+                    vi += grids[t, kz + c, ky + c, kx, 1]
+                    wv += grids[t, kz + c, ky + c, kx, 2]
+                    if kx == 0:  # Friedel mate of the x = 0 plane
+                        vr += grids[t, c - kz, c - ky, 0, 0]
+                        vi -= grids[t, c - kz, c - ky, 0, 1]
+                        wv += grids[t, c - kz, c - ky, 0, 2]
+                wv = np.float32(wv)  # the accumulator precision, as the torch path
+                den = max(wv, np.float32(floor_per_shell[int(math.floor(math.sqrt(r2) + 0.5))]))
+                if den <= 0:
+                    out[uz, uy, kx] = 0.0
+                else:
+                    out[uz, uy, kx] = complex(vr / den, vi / den)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def window_correct(vol, n, m, out):  # pragma: no cover - compiled
+    """Centred ``n³`` window of the ``m³`` inverse transform, divided by ``sinc²(r / m)``.
+
+    vol : (m, m, m) float32 (origin at index 0); out : (n, n, n) float64, origin at ``n // 2``.
+    """
+    h = n // 2
+    for iz in numba.prange(n):
+        z = iz - h
+        uz = z % m
+        for iy in range(n):
+            y = iy - h
+            uy = y % m
+            for ix in range(n):
+                x = ix - h
+                r = math.sqrt(z * z + y * y + x * x) / m
+                s = 1.0
+                if r > 0:
+                    s = math.sin(math.pi * r) / (math.pi * r)
+                out[iz, iy, ix] = vol[uz, uy, x % m] / (s * s)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def soft_mask_inplace(vol, radius, width):  # pragma: no cover - compiled
+    """RELION's ``softMaskOutsideMap`` on a float64 ``(n, n, n)`` map, in place (centre ``n // 2``)."""
+    n = vol.shape[0]
+    h = n // 2
+    num = np.zeros(n)
+    den = np.zeros(n)
+    for iz in numba.prange(n):
+        z = iz - h
+        for iy in range(n):
+            y = iy - h
+            for ix in range(n):
+                x = ix - h
+                r = math.sqrt(z * z + y * y + x * x)
+                if r < radius:
+                    continue
+                rc = 1.0 if r > radius + width else 0.5 - 0.5 * math.cos(math.pi * (r - radius) / width)
+                num[iz] += rc * vol[iz, iy, ix]
+                den[iz] += rc
+    tot = den.sum()
+    bg = num.sum() / tot if tot > 0 else 0.0
+    for iz in numba.prange(n):
+        z = iz - h
+        for iy in range(n):
+            y = iy - h
+            for ix in range(n):
+                x = ix - h
+                r = math.sqrt(z * z + y * y + x * x)
+                if r < radius:
+                    continue
+                rc = 1.0 if r > radius + width else 0.5 - 0.5 * math.cos(math.pi * (r - radius) / width)
+                vol[iz, iy, ix] = vol[iz, iy, ix] * (1.0 - rc) + bg * rc

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-__all__ = ["FourierAccumulator", "reconstruct", "soft_mask_outside_map"]
+__all__ = ["FourierAccumulator", "reconstruct", "reconstruct_many", "soft_mask_outside_map"]
 
 _AUTO_POINTS_PER_CHUNK = 1 << 20  # image Fourier points inserted per scatter call (x 8 corners)
 
@@ -97,20 +97,21 @@ class FourierAccumulator:
         if sym.ndim != 3 or sym.shape[-2:] != (3, 3):
             raise ValueError(f"symmetry_matrices must be (G, 3, 3), got {tuple(sym.shape)}")
         self.sym = sym.to(self.device)
-        self.grid = torch.zeros(self.dz * self.dy * self.dx * 3, dtype=dtype, device=self.device)
         self.n_inserted = 0
         self.kernel = _choose_kernel(kernel, self.device, dtype)
         self._extra_grids = None
-        if self.kernel == "numba":
+        if self.kernel != "numba":
+            self.grid = torch.zeros(self.dz * self.dy * self.dx * 3, dtype=dtype, device=self.device)
+        else:
             from cesped.reconstruction import _splat_numba
 
             nt = torch.get_num_threads() if n_threads is None else int(n_threads)
             nt = max(1, min(nt, _splat_numba.available_threads()))
             self._n_threads = nt
-            self._grids = np.zeros((nt, self.grid.numel()), dtype=np.float32)
-            self.grid = torch.from_numpy(self._grids[0])  # shares memory with the first grid
-            if nt > 1:
-                self._extra_grids = self._grids[1:]
+            # one grid shared by the threads, each owning a slab of z planes (no atomics)
+            self._grids = np.zeros((1, self.dz * self.dy * self.dx * 3), dtype=np.float32)
+            self.grid = torch.from_numpy(self._grids[0])  # shares memory with the grid
+            self._slabs = _z_slabs(nt, self.c, self.m, self.dz)
         # Image Fourier points inserted: rfft2 layout, radius <= n/2; of column kx = 0 only one
         # of each Friedel pair (ky > 0 and DC, the latter with weight 1/2), likewise the
         # self-conjugate Nyquist point (n/2, 0) of even boxes.
@@ -128,6 +129,11 @@ class FourierAccumulator:
         if n % 2 == 0:
             mult[(kxx == n / 2) & (kyy == 0)] = 0.5
         flat = torch.nonzero(keep.reshape(-1)).squeeze(1)
+        # order by radius, then azimuth: a block of consecutive points is a ring segment, which
+        # lands on the same band of the grid for images of similar slice normal (cache locality)
+        kxs, kys = kxx.reshape(-1)[flat].numpy(), kyy.reshape(-1)[flat].numpy()
+        ring_order = np.lexsort((np.arctan2(kys, kxs), np.rint(np.hypot(kxs, kys))))
+        flat = flat[torch.from_numpy(ring_order)]
         self._flat = flat.to(self.device)
         self._kxy = torch.stack([kxx.reshape(-1)[flat], kyy.reshape(-1)[flat]], 1).to(self.device)
         self._mult = mult.reshape(-1)[flat].to(device=self.device, dtype=dtype)
@@ -243,7 +249,7 @@ class FourierAccumulator:
         img_of = torch.arange(b).repeat(g_count)
         args = _splat_numba.as_numpy_inputs(cols, img_of, self._kxy[:, 0], self._kxy[:, 1], re, im, w)
         _splat_numba.set_threads(self._n_threads)
-        _splat_numba.splat_batch(self._grids, *args, self.c, self.dy, self.dx)
+        _splat_numba.splat_batch(self._grids[0], self._slabs, *args, self.c, self.dy, self.dx)
 
     def merge_(self, other: FourierAccumulator) -> FourierAccumulator:
         """Add another accumulator of the same geometry (e.g. from another process)."""
@@ -267,6 +273,8 @@ class FourierAccumulator:
         """
         if self.n_inserted == 0:
             raise ValueError("finalize: no image was inserted")
+        if self.kernel == "numba":
+            return self._finalize_numba(mask_edge, floor_fraction)
         acc = self.grid
         if self._extra_grids is not None:
             for t in range(1, self._grids.shape[0]):  # in place: no extra grid-sized buffer
@@ -318,6 +326,46 @@ class FourierAccumulator:
         if mask_edge:
             vol = soft_mask_outside_map(vol)
         return vol.to(torch.float32)
+
+    def _finalize_numba(self, mask_edge: bool, floor_fraction: float) -> torch.Tensor:
+        """:meth:`finalize` in compiled passes (CPU): the thread grids are summed, the ``x = 0``
+        plane completed, the radial floor taken and the division done in one sweep that writes
+        the unshifted half spectrum; window, gridding correction and soft mask in another."""
+        from cesped.reconstruction import _splat_numba
+
+        c, m, n = self.c, self.m, self.box
+        _splat_numba.set_threads(self._n_threads)
+        grids = self._grids.reshape(self._grids.shape[0], self.dz, self.dy, self.dx, 3)
+        nsh = m // 2 + 2
+        wsum, cnt = _splat_numba.shell_weight_sums(grids, c, m, nsh)
+        floor = floor_fraction * wsum / np.maximum(cnt, 1.0)
+        vol_ft = np.empty((m, m, m // 2 + 1), dtype=np.complex64)
+        _splat_numba.divide_to_unshifted(grids, c, m, floor, vol_ft)
+        import scipy.fft
+
+        vol_m = scipy.fft.irfftn(vol_ft, s=(m, m, m), workers=self._n_threads, overwrite_x=True)
+        del vol_ft
+        vol = np.empty((n, n, n), dtype=np.float64)
+        _splat_numba.window_correct(vol_m, n, m, vol)
+        del vol_m
+        if mask_edge:
+            _splat_numba.soft_mask_inplace(vol, n / 2.0, 3.0)
+        return torch.from_numpy(vol.astype(np.float32))
+
+
+def _z_slabs(n_threads: int, c: int, m: int, dz: int) -> np.ndarray:
+    """Bounds (n_threads + 1,) int64 of the z-plane slabs of the numba splat, cutting the
+    sphere of radius m/2 (centre plane ``c``) into parts of equal volume; first 0, last ``dz``."""
+    r = m / 2.0 + 1.0
+    q = np.arange(1, n_threads) / n_threads
+    # fraction of a ball's volume below height h·r: (h + 1)²(2 − h) / 4; solve for h by bisection
+    lo, hi = -np.ones_like(q), np.ones_like(q)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        below = (mid + 1) ** 2 * (2 - mid) / 4 < q
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    inner = np.rint(c + 0.5 * (lo + hi) * r).astype(np.int64)
+    return np.concatenate([[0], np.clip(inner, 0, dz), [dz]]).astype(np.int64)
 
 
 def _centred_to_unshifted(t: torch.Tensor, dim: int, c: int, m: int) -> torch.Tensor:
@@ -437,7 +485,7 @@ def _slice_plane_order(rot: torch.Tensor, bins: int = 24) -> np.ndarray:
 def _read_chunk(src, rows) -> np.ndarray:
     """Images ``rows`` as float32; the stack's memory maps are dropped after each chunk so that
     mapped pages (counted in the RSS) do not accumulate with the number of particles."""
-    out = np.array(src.read(rows), dtype=np.float32)
+    out = np.asarray(src.read(rows), dtype=np.float32)
     close = getattr(src, "close", None)
     if close is not None:
         close()
@@ -468,10 +516,16 @@ def _ctf_params(parts) -> dict:
     }
 
 
-def _insert_all_numba(acc, src, parts, order, shifts_px, weights, rot_all, batch_size, do_ctf, voxel_size):
-    """CPU fast path: rfft in torch, centring/shift/CTF and splat in compiled loops."""
+def _insert_all_numba(accs, src, parts, order, variants, batch_size, do_ctf, voxel_size):
+    """CPU fast path: rfft in torch, centring/shift/CTF and splat in compiled loops.
+
+    Each chunk of images is read and transformed once and inserted into every accumulator of
+    ``accs`` with its variant's rotations; the centred, CTF-weighted values are computed once
+    per distinct (shifts, weights) pair.
+    """
     from cesped.reconstruction import _splat_numba
 
+    acc = accs[0]
     n = acc.box
     kx = acc._kxy[:, 0].numpy().astype(np.float64)
     ky = acc._kxy[:, 1].numpy().astype(np.float64)
@@ -482,8 +536,19 @@ def _insert_all_numba(acc, src, parts, order, shifts_px, weights, rot_all, batch
     cos2az, sin2az = np.cos(2 * az), np.sin(2 * az)
     prm = _ctf_params(parts) if do_ctf else None
     n_part = len(order)
-    total_shift = shifts_px - float(n // 2)  # ifftshift centring folded into the phase ramp
-    wts = np.ones(n_part) if weights is None else weights
+    # the values depend on the shifts and weights only: variants sharing both share them
+    value_of, value_keys = [], []
+    for v in variants:
+        for i, (sh, wt) in enumerate(value_keys):
+            if np.array_equal(sh, v.shifts_px) and _same_weights(wt, v.weights):
+                value_of.append(i)
+                break
+        else:
+            value_of.append(len(value_keys))
+            value_keys.append((v.shifts_px, v.weights))
+    # ifftshift centring folded into the phase ramp
+    total_shifts = [sh - float(n // 2) for sh, _ in value_keys]
+    wts = [np.ones(n_part) if wt is None else wt for _, wt in value_keys]
     _splat_numba.set_threads(acc._n_threads)
     for start in range(0, n_part, batch_size):
         rows = order[start : start + batch_size]
@@ -492,8 +557,8 @@ def _insert_all_numba(acc, src, parts, order, shifts_px, weights, rot_all, batch
         ft = torch.fft.rfft2(imgs).reshape(b, -1)
         ft_re = np.ascontiguousarray(ft.real.numpy())
         ft_im = np.ascontiguousarray(ft.imag.numpy())
+        del ft, imgs
         p_count = flat.shape[0]
-        out = [np.empty((b, p_count), dtype=np.float32) for _ in range(3)]
         if prm is not None:
             cp = {k: np.ascontiguousarray(v[rows]) for k, v in prm.items()}
         else:
@@ -501,31 +566,77 @@ def _insert_all_numba(acc, src, parts, order, shifts_px, weights, rot_all, batch
                 k: np.zeros(b)
                 for k in ("dfavg", "dfdev", "cos2ang", "sin2ang", "k1", "k2c", "kconst", "bfac")
             }
-        _splat_numba.prepare_batch(
-            ft_re,
-            ft_im,
-            flat,
-            kx,
-            ky,
-            cos2az,
-            sin2az,
-            k2,
-            mult,
-            np.ascontiguousarray(total_shift[rows]),
-            n,
-            cp["dfavg"],
-            cp["dfdev"],
-            cp["cos2ang"],
-            cp["sin2ang"],
-            cp["k1"],
-            cp["k2c"],
-            cp["kconst"],
-            cp["bfac"],
-            np.ascontiguousarray(wts[rows], dtype=np.float64),
-            bool(prm is not None),
-            *out,
-        )
-        acc.insert_values(*(torch.from_numpy(o) for o in out), rot_all[rows])
+        values = []
+        for total_shift, wt in zip(total_shifts, wts, strict=True):
+            out = [np.empty((b, p_count), dtype=np.float32) for _ in range(3)]
+            _splat_numba.prepare_batch(
+                ft_re,
+                ft_im,
+                flat,
+                kx,
+                ky,
+                cos2az,
+                sin2az,
+                k2,
+                mult,
+                np.ascontiguousarray(total_shift[rows]),
+                n,
+                cp["dfavg"],
+                cp["dfdev"],
+                cp["cos2ang"],
+                cp["sin2ang"],
+                cp["k1"],
+                cp["k2c"],
+                cp["kconst"],
+                cp["bfac"],
+                np.ascontiguousarray(wt[rows], dtype=np.float64),
+                bool(prm is not None),
+                *out,
+            )
+            values.append([torch.from_numpy(o) for o in out])
+        for a, v, i in zip(accs, variants, value_of, strict=True):
+            a.insert_values(*values[i], v.rotmats[rows])
+
+
+def _same_weights(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return np.array_equal(a, b)
+
+
+class _Variant:
+    """Poses of one map: rotations (N, 3, 3), shifts (N, 2) px, optional weights (N,)."""
+
+    def __init__(self, rotmats, shifts_px, weights):
+        self.rotmats = rotmats
+        self.shifts_px = shifts_px
+        self.weights = weights
+
+
+def _pose_arrays(parts, angles=None, shifts_A=None, where="reconstruct"):
+    """Euler angles (N, 3) degrees and origin shifts (N, 2) Å, from arguments or the table."""
+    n_part = len(parts)
+    if angles is None:
+        for col in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"):
+            if col not in parts.columns:
+                raise ValueError(f"{where}: particles table lacks column {col}")
+        angles = parts[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(dtype=np.float64)
+    angles = np.asarray(angles, dtype=np.float64)
+    if angles.shape != (n_part, 3):
+        raise ValueError(f"{where}: angles must be ({n_part}, 3), got {angles.shape}")
+    if not np.all(np.isfinite(angles)):
+        raise ValueError(f"{where}: non-finite Euler angles")
+    if shifts_A is None:
+        shifts_A = np.zeros((n_part, 2))
+        for j, col in enumerate(("rlnOriginXAngst", "rlnOriginYAngst")):
+            if col in parts.columns:
+                shifts_A[:, j] = parts[col].to_numpy(dtype=np.float64)
+    shifts_A = np.asarray(shifts_A, dtype=np.float64)
+    if shifts_A.shape != (n_part, 2):
+        raise ValueError(f"{where}: shifts must be ({n_part}, 2), got {shifts_A.shape}")
+    if not np.all(np.isfinite(shifts_A)):
+        raise ValueError(f"{where}: non-finite origin shifts")
+    return angles, shifts_A
 
 
 def reconstruct(
@@ -572,6 +683,57 @@ def reconstruct(
     voxel_size : float
         Å/voxel (the pixel size of the first optics group).
     """
+    vols, voxel_size = reconstruct_many(
+        star,
+        [{"weights": weights}],
+        images=images,
+        symmetry=symmetry,
+        device=device,
+        batch_size=batch_size,
+        pad=pad,
+        n_threads=n_threads,
+        ctf=ctf,
+        kernel=kernel,
+    )
+    return vols[0], voxel_size
+
+
+def reconstruct_many(
+    star,
+    poses,
+    images=None,
+    symmetry: str = "C1",
+    device="cpu",
+    batch_size: int | None = None,
+    pad: int = 2,
+    n_threads: int | None = None,
+    ctf: bool = True,
+    kernel: str = "auto",
+):
+    """Several maps from the same images and CTFs with different poses, reading the images once.
+
+    E.g. the ground-truth and the predicted-pose half-map of one half-set: each chunk of images
+    is read, transformed, centred and CTF-weighted once (once per distinct shifts/weights) and
+    inserted into one accumulator per pose set. Memory: one accumulator per map, independent
+    of the number of particles.
+
+    Parameters
+    ----------
+    star, images, symmetry, device, batch_size, pad, n_threads, ctf, kernel
+        As in :func:`reconstruct`.
+    poses : sequence of dict
+        One per map, with optional keys ``"angles"`` (n_particles, 3) ZYZ Euler angles in
+        degrees (RELION's rot, tilt, psi), ``"shifts_A"`` (n_particles, 2) origin shifts
+        ``[x, y]`` in Å, and ``"weights"`` (array (n_particles,) or column name, as in
+        :func:`reconstruct`). A missing key takes the star file's values (no weights).
+
+    Returns
+    -------
+    volumes : list of np.ndarray float32 (n, n, n)
+        One per entry of ``poses``, as :func:`reconstruct` returns them.
+    voxel_size : float
+        Å/voxel.
+    """
     from cesped.geometry.rotations import euler_to_matrix
     from cesped.geometry.symmetry import symmetry_matrices
     from cesped.io.stack import ImageSource
@@ -584,6 +746,12 @@ def reconstruct(
     n_part = len(parts)
     if n_part == 0:
         raise ValueError("reconstruct: the star file has no particles")
+    poses = list(poses)
+    if not poses:
+        raise ValueError("reconstruct_many: poses is empty")
+    for p in poses:
+        if not isinstance(p, dict) or set(p) - {"angles", "shifts_A", "weights"}:
+            raise ValueError("reconstruct_many: each pose set must be a dict of angles/shifts_A/weights")
     src = images if images is not None else ImageSource.from_star(st)
     if len(src) != n_part:
         raise ValueError(f"reconstruct: image source has {len(src)} images for {n_part} particles")
@@ -595,44 +763,43 @@ def reconstruct(
     if px.size != 1:
         raise ValueError(f"reconstruct: particles have different pixel sizes {px.tolist()}")
     voxel_size = float(px[0])
-    for col in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"):
-        if col not in parts.columns:
-            raise ValueError(f"reconstruct: particles table lacks column {col}")
-    angles = parts[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(dtype=np.float64)
-    if not np.all(np.isfinite(angles)):
-        raise ValueError("reconstruct: non-finite Euler angles")
-    shifts = np.zeros((n_part, 2))
-    for j, col in enumerate(("rlnOriginXAngst", "rlnOriginYAngst")):
-        if col in parts.columns:
-            shifts[:, j] = parts[col].to_numpy(dtype=np.float64)
-    w = _particle_weights(parts, weights)
+    variants = []
+    for p in poses:
+        angles, shifts = _pose_arrays(parts, p.get("angles"), p.get("shifts_A"))
+        w = _particle_weights(parts, p.get("weights"))
+        if w is not None and np.all(w == 1.0):
+            w = None  # the same values as no weights: lets variants share their prepared values
+        variants.append(_Variant(euler_to_matrix(torch.as_tensor(angles)), shifts / voxel_size, w))
     dev = torch.device(device)
-    acc = FourierAccumulator(
-        box,
-        pad=pad,
-        symmetry_matrices=symmetry_matrices(symmetry),
-        device=dev,
-        kernel=kernel,
-        n_threads=n_threads,
-    )
+    sym = symmetry_matrices(symmetry)
+    accs = [
+        FourierAccumulator(
+            box, pad=pad, symmetry_matrices=sym, device=dev, kernel=kernel, n_threads=n_threads
+        )
+        for _ in variants
+    ]
+    acc = accs[0]
     if batch_size is None:
         batch_size = max(1, _AUTO_POINTS_PER_CHUNK // max(1, acc.n_points * acc.sym.shape[0]))
-    rot_all = euler_to_matrix(torch.as_tensor(angles))
-    order = _slice_plane_order(rot_all)
+    order = _slice_plane_order(variants[0].rotmats)
+    use_numba = acc.kernel == "numba"
+    del acc
+    vols = []
     with _torch_threads(n_threads), torch.no_grad():
-        if acc.kernel == "numba":
-            _insert_all_numba(
-                acc, src, parts, order, shifts / voxel_size, w, rot_all, batch_size, ctf, voxel_size
-            )
+        if use_numba:
+            _insert_all_numba(accs, src, parts, order, variants, batch_size, ctf, voxel_size)
         else:
             for start in range(0, n_part, batch_size):
                 rows = order[start : start + batch_size]
                 imgs = torch.as_tensor(_read_chunk(src, rows)).to(dev)
-                ft = centered_rfft2(imgs)
-                sh = torch.as_tensor(shifts[rows] / voxel_size, device=dev, dtype=torch.float32)
-                ft = shift_images(ft, sh, n=box)
+                ft0 = centered_rfft2(imgs)
                 c = ctf_from_particles(parts.iloc[rows], device=dev) if ctf else None
-                ww = None if w is None else torch.as_tensor(w[rows], device=dev)
-                acc.insert(ft, c, rot_all[rows], ww)
-        vol = acc.finalize()
-    return vol.cpu().numpy(), voxel_size
+                for a, v in zip(accs, variants, strict=True):
+                    sh = torch.as_tensor(v.shifts_px[rows], device=dev, dtype=torch.float32)
+                    ft = shift_images(ft0, sh, n=box)
+                    ww = None if v.weights is None else torch.as_tensor(v.weights[rows], device=dev)
+                    a.insert(ft, c, v.rotmats[rows], ww)
+        for i in range(len(accs)):
+            vols.append(accs[i].finalize().cpu().numpy())
+            accs[i] = None  # free the grid before the next map's finalize
+    return vols, voxel_size
