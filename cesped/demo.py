@@ -125,6 +125,9 @@ def run_demo(
         device=device,
     )
     timings["evaluate_s"] = time.time() - t0
+    from cesped.evaluation.evaluate import summary_table
+
+    print(summary_table(metrics), flush=True)
     timings["total_s"] = time.time() - t_start
     from cesped.io.atomic import atomic_open
 
