@@ -55,19 +55,36 @@ def emit(name, value, unit, reference=None, ratio=None, **extra):
     )
 
 
+# A small launcher forks and execs the command and reports the child's peak RSS. Measuring
+# through it matters: on Linux a process forked from this (large) driver keeps the driver's
+# resident size as its high-water mark even after exec, so wait4() on a direct child reports
+# max(driver, child) for both sides.
+_LAUNCHER = (
+    "import os, sys\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
 def timed(cmd, env, cwd) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process (max over it and its descendants)."""
-    with tempfile.TemporaryFile() as log:
+    """Wall seconds and peak RSS (MB) of one command (max over it and its waited descendants)."""
+    with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory() as tmp:
+        rss_file = os.path.join(tmp, "maxrss")
+        launch = [sys.executable, "-c", _LAUNCHER, rss_file, *map(str, cmd)]
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run(launch, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
         wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
             log.seek(0)
             sys.stderr.write(log.read().decode(errors="replace")[-3000:])
             raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}")
-    return wall, usage.ru_maxrss / 1024.0
+        with open(rss_file) as fh:
+            maxrss_kb = float(fh.read())
+    return wall, maxrss_kb / 1024.0
 
 
 def make_entry(root: Path, target: str, box: int, n_per_half: int, seed: int = 0) -> tuple[Path, Path]:
