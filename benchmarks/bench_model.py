@@ -193,24 +193,10 @@ def main(argv=None) -> None:
             cold = run_child(sys.executable, PAPER_BUILD.format(**fmt), env)
             warm = run_child(sys.executable, PAPER_BUILD.format(**fmt), env)
         pextra = {"config": "resnet152 lmax8 orders3/3/4 (paper)", "threads": args.threads}
-        emit(
-            "i2s_paper_build_time_cold_cache",
-            round(cold["build"], 2),
-            "s",
-            REFERENCE["paper_build_s"],
-            round(REFERENCE["paper_build_s"] / cold["build"], 2),
-            note="ratio = reference / ours",
-            **pextra,
-        )
-        emit(
-            "i2s_paper_build_time_warm_cache",
-            round(warm["build"], 2),
-            "s",
-            REFERENCE["paper_build_s"],
-            round(REFERENCE["paper_build_s"] / warm["build"], 2),
-            note="ratio = reference / ours",
-            **pextra,
-        )
+        for name, run in (("cold", cold), ("warm", warm)):
+            ref = REFERENCE["paper_build_s"]
+            emit(f"i2s_paper_build_time_{name}_cache", round(run["build"], 2), "s", ref,
+                 round(ref / run["build"], 2), note="ratio = reference / ours", **pextra)
         emit(
             "i2s_import_time",
             round(warm["imports"], 2),

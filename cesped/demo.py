@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from cesped.io.atomic import atomic_open
+
 __all__ = ["run_demo", "main"]
 
 
@@ -129,8 +131,6 @@ def run_demo(
 
     print(summary_table(metrics), flush=True)
     timings["total_s"] = time.time() - t_start
-    from cesped.io.atomic import atomic_open
-
     with atomic_open(workdir / "timings.json") as fh:
         json.dump(timings, fh, indent=1)
     report = workdir / "evaluation" / "report.html"

@@ -638,10 +638,9 @@ def evaluate(
             pred_maps,
             gt_avg,
             pred_avg,
-            np.concatenate([err0, err1]),
             mask_arr,
             plots,
-            _per_particle(halves) if plots else None,
+            _per_particle(halves),
             f"{label}: {predictionType} predictions",
         )
     if verbose:
@@ -678,10 +677,9 @@ def _write_outputs(
     pred_maps,
     gt_avg,
     pred_avg,
-    errors,
     mask_arr,
     plots: bool,
-    per_particle: dict | None = None,
+    per_particle: dict,
     title: str = "cesped evaluation",
 ) -> None:
     from cesped.evaluation.metrics import fsc_frequencies
@@ -710,7 +708,7 @@ def _write_outputs(
         from cesped.evaluation import plots as pl
 
         pl.plot_fsc_curves(outdir / "fsc.png", freqs, curves, THRESHOLDS)
-        pl.plot_angular_errors(outdir / "angular_errors.png", errors)
+        pl.plot_angular_errors(outdir / "angular_errors.png", per_particle["errors_deg"])
         pl.plot_central_slices(outdir / "central_slices.png", gt_avg, pred_avg)
         from cesped.evaluation.report import write_report
 

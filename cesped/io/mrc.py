@@ -11,7 +11,7 @@ import numpy as np
 
 from cesped.io.atomic import atomic_path
 
-__all__ = ["read_map", "write_map", "clear_labels"]
+__all__ = ["read_map", "write_map", "write_mrc_array", "clear_labels"]
 
 
 def read_map(path: str | os.PathLike) -> tuple[np.ndarray, float]:
@@ -87,11 +87,29 @@ def write_map(path: str | os.PathLike, volume, voxel_size: float) -> None:
     vs = float(voxel_size)
     if not (np.isfinite(vs) and vs > 0):
         raise ValueError(f"write_map({path}): voxel_size must be positive, got {voxel_size}")
-    vol = np.ascontiguousarray(vol, dtype=np.float32)
+    write_mrc_array(path, vol, vs, stack=False)
+
+
+def write_mrc_array(path: str | os.PathLike, data: np.ndarray, voxel_size: float, stack: bool) -> None:
+    """Write a validated 3-D array as float32 MRC (mode 2), atomically, without a timestamp label.
+
+    Parameters
+    ----------
+    path : path-like
+    data : np.ndarray (z, y, x) or (n, ny, nx)
+    voxel_size : float
+        Å/voxel (positive, already checked by the caller).
+    stack : bool
+        Mark the file as an image stack (``.mrcs``) instead of a volume.
+    """
+    arr = np.ascontiguousarray(data, dtype=np.float32)
     with atomic_path(path) as tmp:
         with mrcfile.new(tmp, overwrite=True) as mrc:
-            mrc.set_data(vol)
-            mrc.set_volume()
-            mrc.voxel_size = vs
+            mrc.set_data(arr)
+            if stack:
+                mrc.set_image_stack()
+            else:
+                mrc.set_volume()
+            mrc.voxel_size = float(voxel_size)
             mrc.update_header_stats()
             clear_labels(mrc)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from cesped.io.atomic import atomic_path
-from cesped.io.mrc import clear_labels
+from cesped.io.mrc import clear_labels, write_mrc_array
 from cesped.io.star import StarFile, require_columns
 
 __all__ = ["parse_image_name", "ImageSource", "write_stack", "stack_info", "StackWriter"]
@@ -314,14 +314,7 @@ def write_stack(path: str | os.PathLike, images, pixel_size: float) -> None:
     px = float(pixel_size)
     if not (np.isfinite(px) and px > 0):
         raise ValueError(f"write_stack({path}): pixel_size must be positive, got {pixel_size}")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    with atomic_path(path) as tmp:
-        with mrcfile.new(tmp, overwrite=True) as mrc:
-            mrc.set_data(arr)
-            mrc.set_image_stack()
-            mrc.voxel_size = px
-            mrc.update_header_stats()
-            clear_labels(mrc)
+    write_mrc_array(path, arr, px, stack=True)
 
 
 class StackWriter:

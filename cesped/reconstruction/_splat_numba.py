@@ -294,6 +294,14 @@ def window_correct(vol, n, m, out):  # pragma: no cover - compiled
                 out[iz, iy, ix] = vol[uz, uy, x % m] / (s * s)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _cosine_edge(r, radius, width):  # pragma: no cover - compiled
+    """Weight of the background at radius ``r`` (>= radius): raised cosine over ``width``, then 1."""
+    if r > radius + width:
+        return 1.0
+    return 0.5 - 0.5 * math.cos(math.pi * (r - radius) / width)
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def soft_mask_inplace(vol, radius, width):  # pragma: no cover - compiled
     """RELION's ``softMaskOutsideMap`` on a float64 ``(n, n, n)`` map, in place (centre ``n // 2``)."""
@@ -310,7 +318,7 @@ def soft_mask_inplace(vol, radius, width):  # pragma: no cover - compiled
                 r = math.sqrt(z * z + y * y + x * x)
                 if r < radius:
                     continue
-                rc = 1.0 if r > radius + width else 0.5 - 0.5 * math.cos(math.pi * (r - radius) / width)
+                rc = _cosine_edge(r, radius, width)
                 num[iz] += rc * vol[iz, iy, ix]
                 den[iz] += rc
     tot = den.sum()
@@ -324,5 +332,5 @@ def soft_mask_inplace(vol, radius, width):  # pragma: no cover - compiled
                 r = math.sqrt(z * z + y * y + x * x)
                 if r < radius:
                     continue
-                rc = 1.0 if r > radius + width else 0.5 - 0.5 * math.cos(math.pi * (r - radius) / width)
+                rc = _cosine_edge(r, radius, width)
                 vol[iz, iy, ix] = vol[iz, iy, ix] * (1.0 - rc) + bg * rc
