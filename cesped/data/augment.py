@@ -18,7 +18,10 @@ The default operations and probabilities are those of the original CESPED
 in-plane rotations of up to ±20° (p=0.5), shifts of up to ±5 % of the box (p=0.5), zoom of up to
 ±2.5 % (p=0.2), Gaussian noise (std ≤ 0.3, p=0.1), uniform noise (width ≤ 1, p=0.1), Gaussian blur
 (σ ≤ 2 px, p=0.2) and random erasing (1–2 % of the area, aspect 0.3–2.3, p=0.1). (The original's
-code halves the rotation and shift ranges: ``(rand - 0.5) * maxDegrees``.)
+code halves the rotation and shift ranges: ``(rand - 0.5) * maxDegrees``.) Not in the original:
+mirroring ``x -> -x`` with the pose ``R -> R·Ry(180°)`` (``p_mirror``, default 0), the projection of
+the same particle seen from the opposite side; it teaches the network the handedness that tells a
+view from its mirror view.
 
 Example usage
 -------------
@@ -38,7 +41,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["AugmentationConfig", "PoseAugmenter", "rotz", "rotate_images", "rot90_images"]
+__all__ = [
+    "AugmentationConfig",
+    "PoseAugmenter",
+    "rotz",
+    "rotate_images",
+    "rot90_images",
+    "mirror_images",
+    "MIRROR",
+]
+
+#: ``Ry(180°)``: the pose change of a mirrored projection (``x -> -x``), ``R -> R·MIRROR``
+MIRROR = ((-1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, -1.0))
 
 
 def rotz(angle_deg: torch.Tensor) -> torch.Tensor:
@@ -71,6 +85,20 @@ def rot90_images(images: torch.Tensor, k: torch.Tensor | int) -> torch.Tensor:
             if n % 2 == 0:
                 x = torch.roll(x, 1, dims=-2)
         out[sel] = x
+    return out
+
+
+def mirror_images(images: torch.Tensor) -> torch.Tensor:
+    """Mirror ``(B, C, n, n)`` images about the column of pixel ``n // 2``: ``out(x, y) = in(-x, y)``.
+
+    For even ``n`` the flipped columns are rolled so that the centre column stays put (the first
+    column wraps around). A projection mirrored this way is the projection of the same volume at
+    ``R·Ry(180°)`` (``MIRROR``): ``Σ_z V(R·[-x, y, -z]) = Σ_z V(R·[-x, y, z])``. (This holds in the
+    projection approximation; an astigmatic CTF would need its angle mirrored too.)
+    """
+    out = torch.flip(images, dims=(-1,))
+    if images.shape[-1] % 2 == 0:
+        out = torch.roll(out, 1, dims=-1)
     return out
 
 
@@ -117,6 +145,7 @@ class AugmentationConfig:
     """Probabilities and ranges of :class:`PoseAugmenter` (``p_*`` are per-image probabilities)."""
 
     p_rot90: float = 1.0
+    p_mirror: float = 0.0
     p_rotation: float = 0.5
     max_rotation_deg: float = 20.0
     p_shift: float = 0.5
@@ -211,6 +240,17 @@ class PoseAugmenter:
         out = images
         rot = rotmats
         origin_px = shifts.to(torch.float64) / pixel_size
+
+        # 0. mirror x -> -x (exact): pose R -> R Ry(180°), origin (ox, oy) -> (-ox, oy)
+        if cfg.p_mirror > 0:
+            flip = self._coin(b, cfg.p_mirror)
+            if bool(flip.any()):
+                out = out.clone()
+                out[flip.to(dev)] = mirror_images(out[flip.to(dev)])
+                m = torch.tensor(MIRROR, dtype=rot.dtype, device=rot.device)
+                rot = torch.where(flip.to(rot.device)[:, None, None], rot @ m, rot)
+                origin_px = origin_px.clone()
+                origin_px[flip, 0] = -origin_px[flip, 0]
 
         # 1. quarter turns (exact): content turns by a = -90k, pose R -> R Rz(90k), origin -> Rz(a) o
         k = torch.randint(0, 4, (b,), generator=self.generator) * self._coin(b, cfg.p_rot90)

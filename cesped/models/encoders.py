@@ -53,11 +53,63 @@ class GaussianFilterBank(nn.Module):
         return torch.cat(out, 1)
 
 
-def _load_resnet(name: str, pretrained: bool) -> nn.Module:
+_RESNET_LAYOUT = {
+    "resnet18": ("BasicBlock", [2, 2, 2, 2]),
+    "resnet34": ("BasicBlock", [3, 4, 6, 3]),
+    "resnet50": ("Bottleneck", [3, 4, 6, 3]),
+    "resnet101": ("Bottleneck", [3, 4, 23, 3]),
+    "resnet152": ("Bottleneck", [3, 8, 36, 3]),
+}
+
+
+class _WidthResNet(nn.Module):
+    """torchvision's ResNet layout with ``width`` channels after the stem instead of 64.
+
+    The layers are torchvision's own ``BasicBlock``/``Bottleneck`` modules with widths
+    ``width·(1, 2, 4, 8)``; ``width=64`` has exactly the architecture of ``torchvision.models.<name>``.
+    """
+
+    def __init__(self, name: str, width: int) -> None:
+        super().__init__()
+        from torchvision.models import resnet as tv
+
+        block = getattr(tv, _RESNET_LAYOUT[name][0])
+        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        inplanes = width
+        for i, n_blocks in enumerate(_RESNET_LAYOUT[name][1]):
+            planes, stride = width * 2**i, 1 if i == 0 else 2
+            down = None
+            if stride != 1 or inplanes != planes * block.expansion:
+                down = nn.Sequential(
+                    nn.Conv2d(inplanes, planes * block.expansion, 1, stride, bias=False),
+                    nn.BatchNorm2d(planes * block.expansion),
+                )
+            blocks = [block(inplanes, planes, stride, down)]
+            inplanes = planes * block.expansion
+            blocks += [block(inplanes, planes) for _ in range(n_blocks - 1)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+        self.avgpool, self.fc = nn.Identity(), nn.Identity()  # dropped by ResNetEncoder
+        for mod in self.modules():
+            if isinstance(mod, nn.Conv2d):
+                nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
+
+
+def _load_resnet(name: str, pretrained: bool, width: int = 64) -> nn.Module:
     import torchvision
 
     if name not in RESNET_CHANNELS:
         raise ValueError(f"resnet name must be one of {sorted(RESNET_CHANNELS)}, got {name!r}")
+    if width != 64:
+        if pretrained:
+            raise ValueError(
+                f"ImageNet weights exist for width 64 only; got width={width} with pretrained=true"
+            )
+        if width < 8:
+            raise ValueError(f"width must be >= 8 channels, got {width}")
+        return _WidthResNet(name, int(width))
     builder = getattr(torchvision.models, name)
     if not pretrained:
         return builder(weights=None)
@@ -97,21 +149,30 @@ class ResNetEncoder(nn.Module):
         16 drops the stem's max-pool and 8 also makes the first convolution stride 1, so that
         small images (64 px) still give a 4x4 or 8x8 feature map for the spherical projector
         instead of 2x2. The ImageNet weights stay valid (only strides change).
+    width : int
+        Channels after the stem (torchvision: 64); the four stages have ``width·(1, 2, 4, 8)``
+        (times 4 for the bottleneck ResNets). A narrower trunk (e.g. 32: ~4x fewer operations) is
+        for small CPU configurations; ImageNet weights need 64.
 
     Shapes
     ------
-    ``(B, 1, H, W) -> (B, C, ceil(H/s), ceil(W/s))`` with ``C = RESNET_CHANNELS[name]`` and
-    ``s = stem_stride``.
+    ``(B, 1, H, W) -> (B, C, ceil(H/s), ceil(W/s))`` with ``C = RESNET_CHANNELS[name]·width/64``
+    and ``s = stem_stride``.
     """
 
     def __init__(
-        self, name: str = "resnet18", pretrained: bool = False, sigmas=(1.0, 2.0), stem_stride: int = 32
+        self,
+        name: str = "resnet18",
+        pretrained: bool = False,
+        sigmas=(1.0, 2.0),
+        stem_stride: int = 32,
+        width: int = 64,
     ) -> None:
         super().__init__()
         if len(tuple(sigmas)) != 2:
             raise ValueError(f"sigmas must hold two widths (3 input channels for the ResNet), got {sigmas}")
         self.filters = GaussianFilterBank(sigmas)
-        resnet = _load_resnet(name, pretrained)
+        resnet = _load_resnet(name, pretrained, int(width))
         if stem_stride not in (8, 16, 32):
             raise ValueError(f"stem_stride must be 8, 16 or 32, got {stem_stride!r}")
         if stem_stride <= 16:
@@ -120,7 +181,7 @@ class ResNetEncoder(nn.Module):
             resnet.conv1.stride = (1, 1)
         self.stem_stride = int(stem_stride)
         self.trunk = nn.Sequential(*list(resnet.children())[:-2])
-        self.out_channels = RESNET_CHANNELS[name]
+        self.out_channels = RESNET_CHANNELS[name] * int(width) // 64
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         return self.trunk(self.filters(img))

@@ -109,6 +109,8 @@ class Image2Sphere(nn.Module):
     stem_stride : {32, 16, 8}
         Down-sampling of the ResNet trunk (:class:`cesped.models.encoders.ResNetEncoder`); 16 or 8
         keep a 4x4 or 8x8 feature map for 64 px images.
+    width : int
+        Channels of the ResNet stem (64: torchvision's; smaller for CPU configurations).
 
     Shapes
     ------
@@ -135,9 +137,10 @@ class Image2Sphere(nn.Module):
         label_frame: str = "rx90",
         cache_dir: str | os.PathLike | None = None,
         stem_stride: int = 32,
+        width: int = 64,
     ) -> None:
         super().__init__()
-        self.encoder = ResNetEncoder(resnet, pretrained, tuple(sigmas), stem_stride)
+        self.encoder = ResNetEncoder(resnet, pretrained, tuple(sigmas), stem_stride, width)
         self.head = Image2SphereHead(
             self.encoder.out_channels,
             lmax,
@@ -200,10 +203,54 @@ class Image2Sphere(nn.Module):
             expanded = symmetry_matrices.to(r)[None] @ r[:, None]  # (B, G, 3, 3)
         return self.output_grid.nearest(self.to_network_frame(expanded))
 
+    # ----------------------------------------------------------------- rot90 averaging
+    def right_rotate_coeffs(self, coeffs: torch.Tensor, angles: tuple[float, float, float]) -> torch.Tensor:
+        """Coefficients of ``g(L) = f(L·Q)`` from those of ``f``, ``Q = Ry(α)Rx(β)Ry(γ)`` (e3nn angles, rad).
+
+        Per degree ``l`` the ``(2l+1, 2l+1)`` block ``c_l`` becomes ``c_l · D^l(Q)ᵀ``, because the
+        logit is ``f(L) = Σ_l √(2l+1) Σ_im D^l(L)_im c_l,im`` and ``D(L·Q) = D(L)·D(Q)``.
+        Shapes: ``(..., Σ_l (2l+1)²)`` -> same.
+        """
+        from e3nn import o3
+
+        a, b, g = (torch.tensor(float(v), dtype=torch.float64) for v in angles)
+        out, off = [], 0
+        for l in range(self.lmax + 1):
+            n = 2 * l + 1
+            d = o3.wigner_D(l, a, b, g).to(coeffs)
+            block = coeffs[..., off : off + n * n].reshape(*coeffs.shape[:-1], n, n)
+            out.append((block @ d.T).flatten(-2))
+            off += n * n
+        return torch.cat(out, -1)
+
+    def rot90_averaged(self, img: torch.Tensor) -> torch.Tensor:
+        """SO(3) coefficients averaged over the four quarter turns of the image, ``(B, dim)``.
+
+        The copy turned by ``k`` quarter turns (:func:`cesped.data.augment.rot90_images`, label
+        ``L -> L·Ry(-90°k)`` in the network frame) is mapped back with ``f_k(L·Ry(-90°k))``, so each
+        copy votes for the pose of the original image. The set of copies of a turned image is the
+        same set, so the averaged prediction moves exactly as the label when the input is turned
+        (the plain network is only equivariant after its ResNet, which is not). 4x the cost.
+        """
+        from cesped.data.augment import rot90_images
+
+        total = None
+        for k in range(4):
+            c = self(img if k == 0 else rot90_images(img, k))
+            if k:
+                c = self.right_rotate_coeffs(c, (-math.pi / 2 * k, 0.0, 0.0))
+            total = c if total is None else total + c
+        return total / 4
+
     # ----------------------------------------------------------------- prediction
     @torch.no_grad()
     def predict(
-        self, img: torch.Tensor, top_k: int = 1, order: int | None = None, refine_steps: int = 0
+        self,
+        img: torch.Tensor,
+        top_k: int = 1,
+        order: int | None = None,
+        refine_steps: int = 0,
+        rot90_average: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Most probable poses on the grid (deterministic: call in ``eval()`` mode).
 
@@ -219,13 +266,16 @@ class Image2Sphere(nn.Module):
             Local refinement of the best pose: each step evaluates the SO(3) signal on 27 rotations
             ``R·exp(δ)`` around the current best (δ on a cube of half the previous spacing) and keeps
             the maximum. 0 disables it. Only the first pose is refined.
+        rot90_average : bool
+            Average the SO(3) signal over the four quarter turns of the image
+            (:meth:`rot90_averaged`; 4x the cost).
 
         Returns
         -------
         rotmats : (B, top_k, 3, 3) data-frame labels ``R = Aᵀ`` (float32)
         probs : (B, top_k) probabilities of the returned grid cells
         """
-        coeffs = self(img)
+        coeffs = self.rot90_averaged(img) if rot90_average else self(img)
         return self.predict_from_coeffs(coeffs, top_k, order, refine_steps)
 
     @torch.no_grad()

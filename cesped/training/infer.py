@@ -37,6 +37,7 @@ def predict_dataset(
     refine_steps: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    rot90_average: bool = False,
 ) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """Predict the poses of every particle of ``dataset`` (in dataset order).
 
@@ -45,7 +46,7 @@ def predict_dataset(
     model : Image2Sphere
         Put in eval mode here (deterministic).
     dataset : ParticlesDataset-like
-    top_k, order, refine_steps : see :meth:`Image2Sphere.predict`
+    top_k, order, refine_steps, rot90_average : see :meth:`Image2Sphere.predict`
 
     Returns
     -------
@@ -59,7 +60,13 @@ def predict_dataset(
     )
     ids, rots, probs = [], [], []
     for batch in tqdm(loader, desc="predicting", disable=not progress):
-        r, p = model.predict(batch[1].to(device), top_k=top_k, order=order, refine_steps=refine_steps)
+        r, p = model.predict(
+            batch[1].to(device),
+            top_k=top_k,
+            order=order,
+            refine_steps=refine_steps,
+            rot90_average=rot90_average,
+        )
         ids += batch[0]
         rots.append(r.float().cpu())
         probs.append(p.float().cpu())
@@ -100,8 +107,8 @@ def infer(cfg) -> Path:
 
     Required keys: ``ckpt`` and either ``star`` or ``entry`` + ``halfset``. Optional: ``out``
     (default ``<ckpt dir>/../predictions_<halfset>.star`` or ``<star stem>_predictions.star``),
-    ``batch_size``, ``num_workers``, ``top_k``, ``order``, ``refine_steps``, ``device``,
-    ``benchmark_dir``.
+    ``batch_size``, ``num_workers``, ``top_k``, ``order``, ``refine_steps``, ``rot90_average``,
+    ``device``, ``benchmark_dir``.
     """
     from omegaconf import DictConfig, OmegaConf
 
@@ -132,5 +139,6 @@ def infer(cfg) -> Path:
         int(cfg.get("refine_steps") or 0),
         device,
         bool(cfg.get("progress", True)),
+        bool(cfg.get("rot90_average", False)),
     )
     return write_predictions(ds, ids, rot, prob, out)

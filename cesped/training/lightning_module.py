@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -28,7 +29,10 @@ class Image2SphereModule(L.LightningModule):
     optimizer : dict
         Hydra config of the optimiser (partial: ``params`` is added), e.g. ``torch.optim.RAdam``.
     scheduler : dict, optional
-        Hydra config of ``ReduceLROnPlateau`` (``optimizer`` is added); monitored on ``monitor``.
+        Hydra config of a scheduler (``optimizer`` is added): ``ReduceLROnPlateau`` (monitored on
+        ``monitor``) or :func:`cesped.training.schedules.warmup_cosine`. An ``interval`` key
+        (``epoch``, default, or ``step``) says how often it steps; ``total_steps: null`` is filled
+        with the trainer's step budget.
     symmetry : str
         Point group of the entry (``"C1"``, ``"C2"``, ``"D2"`` ...): labels are expanded to ``S_g·R``.
     label_smoothing : float
@@ -105,8 +109,20 @@ class Image2SphereModule(L.LightningModule):
         opt = _instantiate(dict(self.hparams.optimizer), params=self.parameters())
         if not self.hparams.scheduler:
             return opt
-        sched = _instantiate(dict(self.hparams.scheduler), optimizer=opt)
+        sched_cfg = dict(self.hparams.scheduler)
+        interval = sched_cfg.pop("interval", "epoch")
+        if interval not in ("epoch", "step"):
+            raise ValueError(f"scheduler.interval must be 'epoch' or 'step', got {interval!r}")
+        if "total_steps" in sched_cfg and sched_cfg["total_steps"] is None:
+            total = self.trainer.estimated_stepping_batches if self._trainer is not None else None
+            if total is None or not math.isfinite(total):
+                raise ValueError(
+                    "scheduler.total_steps is null but the run has no finite step budget: "
+                    "set trainer.max_epochs"
+                )
+            sched_cfg["total_steps"] = int(total)
+        sched = _instantiate(sched_cfg, optimizer=opt)
         return {
             "optimizer": opt,
-            "lr_scheduler": {"scheduler": sched, "monitor": self.hparams.monitor, "interval": "epoch"},
+            "lr_scheduler": {"scheduler": sched, "monitor": self.hparams.monitor, "interval": interval},
         }

@@ -104,6 +104,7 @@ def train(cfg: DictConfig) -> dict:
             pred_cfg.get("order"),
             int(pred_cfg.get("refine_steps", 0)),
             device,
+            rot90_average=bool(pred_cfg.get("rot90_average", False)),
         )
         result["predictions"] = str(write_predictions(ds, ids, rot, prob, out / f"predictions_{other}.star"))
     return result

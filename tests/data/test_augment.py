@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from cesped.data.augment import PoseAugmenter, rot90_images, rotate_images, rotz
+from cesped.data.augment import MIRROR, PoseAugmenter, mirror_images, rot90_images, rotate_images, rotz
 from cesped.physics.fourier import shift_images
 from cesped.physics.projection import project
 
@@ -76,6 +76,19 @@ def test_rot90_composes_as_psi_plus_90k(volume, poses, k):
     )
 
 
+def test_mirror_is_the_projection_at_R_Ry180(volume, poses):
+    imgs = project(volume, poses)[:, None]
+    mirrored = mirror_images(imgs)[:, 0]
+    m = torch.tensor(MIRROR, dtype=poses.dtype)
+    right = project(volume, poses @ m)
+    torch.testing.assert_close(mirrored, right, atol=1e-9 * float(right.abs().max()), rtol=0)
+    for i in range(len(poses)):  # and it is not the same image (the volume is chiral)
+        assert corr(mirrored[i], imgs[i, 0]) < 0.9
+    assert torch.equal(mirror_images(mirror_images(imgs)), imgs)
+    # odd box: a plain flip
+    assert torch.equal(mirror_images(imgs[..., :-1, :-1]), torch.flip(imgs[..., :-1, :-1], dims=(-1,)))
+
+
 def _shifted(imgs, origin_px):
     """RELION's image(x) = projection(x + origin): content moved by -origin."""
     n = imgs.shape[-1]
@@ -83,7 +96,8 @@ def _shifted(imgs, origin_px):
     return torch.fft.fftshift(torch.fft.irfft2(shift_images(ft, -origin_px, n), s=(n, n)), dim=(-2, -1))
 
 
-def test_augmenter_labels_match_images(volume, poses):
+@pytest.mark.parametrize("p_mirror", [0.0, 1.0])
+def test_augmenter_labels_match_images(volume, poses, p_mirror):
     """End to end: images with origins, random quarter turns, rotations, shifts, zoom -> labels."""
     pix = 1.5
     origin_px = torch.tensor([[1.5, -2.0], [0.0, 3.0], [-2.5, 1.0]], dtype=torch.float64)
@@ -91,6 +105,7 @@ def test_augmenter_labels_match_images(volume, poses):
     aug = PoseAugmenter(
         seed=3,
         p_rot90=1.0,
+        p_mirror=p_mirror,
         p_rotation=1.0,
         p_shift=1.0,
         p_zoom=0.0,

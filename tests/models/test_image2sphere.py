@@ -55,6 +55,45 @@ def test_rot90_of_feature_map_moves_logits_as_the_label(model, k):
     torch.testing.assert_close(l2, l1[:, perm], atol=1e-4 * float(l1.abs().max()), rtol=0)
 
 
+def test_right_rotate_coeffs_is_a_right_translation_of_the_signal(model):
+    """flat_wigner(L)·c' == flat_wigner(L·Q)·c for random L and Q (e3nn angles)."""
+    from e3nn import o3
+
+    torch.manual_seed(2)
+    c = torch.randn(3, model.head.dim, dtype=torch.float64)
+    q = (0.3, 1.1, -2.0)
+    moved = model.right_rotate_coeffs(c, q)
+    a, b, g = (torch.rand(5, dtype=torch.float64) * 3 for _ in range(3))
+    rl = o3.angles_to_matrix(a, b, g)
+    rq = o3.angles_to_matrix(*(torch.tensor(v, dtype=torch.float64) for v in q))
+    a2, b2, g2 = o3.matrix_to_angles(rl @ rq)
+    lhs = flat_wigner(model.lmax, a, b, g) @ moved.T
+    rhs = flat_wigner(model.lmax, a2, b2, g2) @ c.T
+    torch.testing.assert_close(lhs, rhs, atol=1e-5 * float(rhs.abs().max()), rtol=0)  # e3nn D in float32
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_rot90_averaged_prediction_is_exactly_equivariant(model, k):
+    """The four-copy average moves exactly as the label when the whole image (ResNet included) turns."""
+    from cesped.data.augment import rot90_images
+
+    torch.manual_seed(3)
+    img = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        l1 = model.grid_logits(model.rot90_averaged(img))
+        l2 = model.grid_logits(model.rot90_averaged(rot90_images(img, k)))
+        plain1, plain2 = model.grid_logits(model(img)), model.grid_logits(model(rot90_images(img, k)))
+    perm = _label_permutation(model, rotation_z(torch.tensor(-90.0 * k, dtype=torch.float64)))
+    torch.testing.assert_close(l2, l1[:, perm], atol=1e-4 * float(l1.abs().max()), rtol=0)
+    # the un-averaged network is not exactly equivariant (its ResNet is not)
+    assert float((plain2 - plain1[:, perm]).abs().max()) > 1e-3 * float(plain1.abs().max())
+    # predict(): the best pose of the original, turned like the label, is a best pose of the turned image
+    r1, _ = model.predict(img, rot90_average=True)
+    moved = r1[:, 0] @ rotation_z(torch.tensor(90.0 * k, dtype=torch.float64)).float()
+    idx = model.output_grid.nearest(model.to_network_frame(moved))
+    assert torch.all(l2.gather(1, idx[:, None])[:, 0] >= l2.max(1).values - 1e-4 * float(l2.abs().max()))
+
+
 def test_identity_label_frame_breaks_equivariance():
     torch.manual_seed(0)
     m = Image2Sphere(**SMALL, label_frame="identity").eval()
@@ -182,6 +221,26 @@ def test_pretrained_weights_offline_error(monkeypatch, tmp_path):
         ResNetEncoder("resnet18", pretrained=True)
     with pytest.raises(ValueError, match="resnet"):
         ResNetEncoder("resnet19")
+
+
+def test_width_scales_the_trunk_and_keeps_torchvision_layout():
+    import torchvision
+
+    full = ResNetEncoder("resnet18", width=64)
+    tv = torchvision.models.resnet18(weights=None)
+    n_tv = sum(p.numel() for n, p in tv.named_parameters() if not n.startswith("fc."))
+    assert sum(p.numel() for p in full.parameters()) == n_tv
+    narrow = ResNetEncoder("resnet18", width=32, stem_stride=16).eval()
+    assert narrow.out_channels == 256
+    assert narrow(torch.randn(2, 1, 32, 32)).shape == (2, 256, 2, 2)
+    assert ResNetEncoder("resnet50", width=16).out_channels == 512
+    # torchvision's own blocks in torchvision's layout, about 4x fewer weights
+    stages = [m for m in narrow.trunk if isinstance(m, torch.nn.Sequential)]
+    assert [len(s) for s in stages] == [2, 2, 2, 2]
+    assert all(isinstance(b, torchvision.models.resnet.BasicBlock) for s in stages for b in s)
+    assert 3.5 < n_tv / sum(p.numel() for p in narrow.parameters()) < 4.5
+    with pytest.raises(ValueError, match="width"):
+        ResNetEncoder("resnet18", pretrained=True, width=32)
 
 
 def test_stem_stride_sets_the_feature_map_size():

@@ -169,3 +169,17 @@ def test_ddp_two_processes_on_cpu(tiny_entry, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ck = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ck["global_step"] == 2
+
+
+def test_cosine_schedule_spans_the_epoch_budget(tiny_entry, tmp_path):
+    """optimizer=radam_cosine: total_steps from the trainer (2 epochs x 2 batches), stepped per batch."""
+    from cesped.training.train import train
+
+    out = tmp_path / "cos"
+    extra = ["optimizer=radam_cosine", "optimizer.scheduler.warmup_steps=1", "predict_other_half=false"]
+    train(_cfg(tiny_entry, out, extra))
+    ck = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ck["lr_schedulers"][0]["last_epoch"] == 4  # one scheduler step per batch
+    lr = ck["optimizer_states"][0]["param_groups"][0]["lr"]
+    # after the whole budget the factor is min_factor (0.02) of the initial 2e-3
+    assert lr == pytest.approx(0.02 * 2e-3, rel=1e-6)
