@@ -391,9 +391,7 @@ def _native_gt_and_pred(star_path, gt, pred, symmetry, device, n_cpus, gt_fom, p
             "weights": pp[FOM].to_numpy(dtype=np.float64) if pred_fom else None,
         },
     ]
-    (gt_vol, pred_vol), px = reconstruct_many(
-        gt, poses, symmetry=symmetry, device=device, n_threads=n_cpus
-    )
+    (gt_vol, pred_vol), px = reconstruct_many(gt, poses, symmetry=symmetry, device=device, n_threads=n_cpus)
     if use_cache:
         try:
             write_map(cpath, gt_vol, px)
@@ -414,18 +412,40 @@ def _origin_shifts(particles) -> np.ndarray:
 # ---------------------------------------------------------------------------------------- metrics
 
 
-def _map_pair_metrics(a, b, mask, voxel_size, label: str, out: dict, curves: dict) -> None:
-    from cesped.evaluation.metrics import fsc, pcc, resolution_at
+def _pair_from_transforms(a, b, transforms, mask, voxel_size, label, out, curves) -> None:
+    """Metrics of the pair ``(a, b)`` given their transforms ``{flavour: (Fa, Fb)}``."""
+    from cesped.evaluation.metrics import fsc_from_transforms, pcc, resolution_at
 
+    n = a.shape[0]
+    for flavour, (fa, fb) in transforms.items():
+        out[f"PCC({label})_{flavour}"] = pcc(a, b, mask=mask if flavour == "masked" else None)
+        curve = fsc_from_transforms(fa, fb, n)
+        curves[f"FSC({label})_{flavour}"] = curve
+        r143, r05 = resolution_at(curve, THRESHOLDS, voxel_size, box=n)
+        out[f"FSCR0.143({label})_{flavour}_A"] = r143
+        out[f"FSCR0.5({label})_{flavour}_A"] = r05
+
+
+def _all_map_metrics(gt_maps, pred_maps, gt_avg, pred_avg, mask, voxel_size, out, curves) -> None:
+    """PCC and FSC of (GT0,GT1), (V0,V1) and (GT,V), each half-map transformed once per flavour.
+
+    The averages' transforms are the averages of the half-maps' transforms (linearity), so
+    four transforms per flavour serve the three pairs.
+    """
+    from cesped.evaluation.metrics import map_transform
+
+    tr = {"GT0,GT1": {}, "V0,V1": {}, "GT,V": {}}
     for flavour, m in (("unmasked", None), ("masked", mask)):
         if flavour == "masked" and mask is None:
             continue
-        out[f"PCC({label})_{flavour}"] = pcc(a, b, mask=m)
-        curve = fsc(a, b, mask=m)
-        curves[f"FSC({label})_{flavour}"] = curve
-        r143, r05 = resolution_at(curve, THRESHOLDS, voxel_size, box=a.shape[0])
-        out[f"FSCR0.143({label})_{flavour}_A"] = r143
-        out[f"FSCR0.5({label})_{flavour}_A"] = r05
+        g0, g1 = (map_transform(v, m) for v in gt_maps)
+        v0, v1 = (map_transform(v, m) for v in pred_maps)
+        tr["GT0,GT1"][flavour] = (g0, g1)
+        tr["V0,V1"][flavour] = (v0, v1)
+        tr["GT,V"][flavour] = (0.5 * (g0 + g1), 0.5 * (v0 + v1))
+    pairs = {"GT0,GT1": gt_maps, "V0,V1": pred_maps, "GT,V": (gt_avg, pred_avg)}
+    for label, (a, b) in pairs.items():
+        _pair_from_transforms(a, b, tr[label], mask, voxel_size, label, out, curves)
 
 
 def _load_mask(mask, box: int, voxel_size: float):
@@ -565,84 +585,97 @@ def evaluate(
     elif str(mask).lower() != "none":
         mask_arr, mask_path = _load_mask(mask, box, voxel_size)
 
-    kw = dict(relion_bin=relion_bin, singularity_img=singularityImgFile, verbose=verbose)
-    gt_maps, pred_maps = [], []
-    for h in (0, 1):
-        use_fom = usePredConfidence and FOM in gts[h].particles.columns
-        if backend == "native":
-            gt_vol, pred_vol = _native_gt_and_pred(
-                star_paths[h], gts[h], halves[h].pred, symmetry, device, n_cpus, use_fom,
-                usePredConfidence, use_cache,
-            )
-        else:
-            gt_vol, _ = _gt_half_map(
-                star_paths[h], gts[h], symmetry, backend, device, n_cpus, use_fom, use_cache, **kw
-            )
-            pred_vol, _ = _reconstruct(
-                halves[h].pred, symmetry, backend, device, n_cpus, usePredConfidence, **kw
-            )
-        gt_maps.append(np.asarray(gt_vol, dtype=np.float64))
-        pred_maps.append(np.asarray(pred_vol, dtype=np.float64))
-    gt_avg = 0.5 * (gt_maps[0] + gt_maps[1])
-    pred_avg = 0.5 * (pred_maps[0] + pred_maps[1])
+    per_particle = _per_particle(halves)
+    # the per-particle figures need no map: render them (in memory) while the maps are built
+    early_plots = _BackgroundPlots(per_particle) if (plots and outdir is not None) else None
+    try:
+        kw = dict(relion_bin=relion_bin, singularity_img=singularityImgFile, verbose=verbose)
+        gt_maps, pred_maps = [], []
+        for h in (0, 1):
+            use_fom = usePredConfidence and FOM in gts[h].particles.columns
+            if backend == "native":
+                gt_vol, pred_vol = _native_gt_and_pred(
+                    star_paths[h],
+                    gts[h],
+                    halves[h].pred,
+                    symmetry,
+                    device,
+                    n_cpus,
+                    use_fom,
+                    usePredConfidence,
+                    use_cache,
+                )
+            else:
+                gt_vol, _ = _gt_half_map(
+                    star_paths[h], gts[h], symmetry, backend, device, n_cpus, use_fom, use_cache, **kw
+                )
+                pred_vol, _ = _reconstruct(
+                    halves[h].pred, symmetry, backend, device, n_cpus, usePredConfidence, **kw
+                )
+            gt_maps.append(np.asarray(gt_vol, dtype=np.float64))
+            pred_maps.append(np.asarray(pred_vol, dtype=np.float64))
+        gt_avg = 0.5 * (gt_maps[0] + gt_maps[1])
+        pred_avg = 0.5 * (pred_maps[0] + pred_maps[1])
 
-    metrics: dict = {
-        "target": label,
-        "predictionType": predictionType,
-        "symmetry": symmetry,
-        "usePredConfidence": bool(usePredConfidence),
-        "backend": backend,
-        "mask": str(mask_path) if mask_path is not None else None,
-        "voxel_size_A": voxel_size,
-        "box_px": box,
-    }
-    err0, err1 = halves[0].errors, halves[1].errors
-    from cesped.geometry.errors import mean_angular_error, weighted_mean_angular_error
+        metrics: dict = {
+            "target": label,
+            "predictionType": predictionType,
+            "symmetry": symmetry,
+            "usePredConfidence": bool(usePredConfidence),
+            "backend": backend,
+            "mask": str(mask_path) if mask_path is not None else None,
+            "voxel_size_A": voxel_size,
+            "box_px": box,
+        }
+        err0, err1 = halves[0].errors, halves[1].errors
+        from cesped.geometry.errors import mean_angular_error, weighted_mean_angular_error
 
-    metrics["MAnE_deg"] = 0.5 * (mean_angular_error(err0) + mean_angular_error(err1))
-    c0, c1 = halves[0].gt_conf, halves[1].gt_conf
-    metrics["wMAnE_deg"] = weighted_mean_angular_error(np.concatenate([err0, err1]), np.concatenate([c0, c1]))
-    metrics["MAnE_half0_deg"] = mean_angular_error(err0)
-    metrics["MAnE_half1_deg"] = mean_angular_error(err1)
-    metrics["median_angular_error_deg"] = float(np.median(np.concatenate([err0, err1])))
-    metrics["shiftsRMSE_A"] = (
-        0.5 * (halves[0].shifts_rmse + halves[1].shifts_rmse) if predictionType == "SO3xR2" else None
-    )
-    curves: dict = {}
-    _map_pair_metrics(gt_maps[0], gt_maps[1], mask_arr, voxel_size, "GT0,GT1", metrics, curves)
-    _map_pair_metrics(pred_maps[0], pred_maps[1], mask_arr, voxel_size, "V0,V1", metrics, curves)
-    _map_pair_metrics(gt_avg, pred_avg, mask_arr, voxel_size, "GT,V", metrics, curves)
-    for flavour in ("unmasked", "masked"):
-        if f"PCC(GT,V)_{flavour}" not in metrics:
-            continue
-        metrics[f"dPCC_{flavour}"] = metrics[f"PCC(GT0,GT1)_{flavour}"] - metrics[f"PCC(GT,V)_{flavour}"]
-        for t in ("0.143", "0.5"):
-            metrics[f"dFSCR{t}_{flavour}_A"] = (
-                metrics[f"FSCR{t}(GT,V)_{flavour}_A"] - metrics[f"FSCR{t}(GT0,GT1)_{flavour}_A"]
-            )
-    flavour = "masked" if mask_arr is not None else "unmasked"
-    paper = {col: metrics[key.format(m=flavour)] for col, key in PAPER_COLUMNS.items()}
-    metrics["paper_columns_use"] = flavour
-    metrics.update(paper)
-    metrics = {k: _jsonable(v) for k, v in metrics.items()}
-
-    if outdir is not None:
-        _write_outputs(
-            Path(os.path.expanduser(str(outdir))),
-            metrics,
-            paper,
-            curves,
-            voxel_size,
-            box,
-            gt_maps,
-            pred_maps,
-            gt_avg,
-            pred_avg,
-            mask_arr,
-            plots,
-            _per_particle(halves),
-            f"{label}: {predictionType} predictions",
+        metrics["MAnE_deg"] = 0.5 * (mean_angular_error(err0) + mean_angular_error(err1))
+        c0, c1 = halves[0].gt_conf, halves[1].gt_conf
+        metrics["wMAnE_deg"] = weighted_mean_angular_error(
+            np.concatenate([err0, err1]), np.concatenate([c0, c1])
         )
+        metrics["MAnE_half0_deg"] = mean_angular_error(err0)
+        metrics["MAnE_half1_deg"] = mean_angular_error(err1)
+        metrics["median_angular_error_deg"] = float(np.median(np.concatenate([err0, err1])))
+        metrics["shiftsRMSE_A"] = (
+            0.5 * (halves[0].shifts_rmse + halves[1].shifts_rmse) if predictionType == "SO3xR2" else None
+        )
+        curves: dict = {}
+        _all_map_metrics(gt_maps, pred_maps, gt_avg, pred_avg, mask_arr, voxel_size, metrics, curves)
+        for flavour in ("unmasked", "masked"):
+            if f"PCC(GT,V)_{flavour}" not in metrics:
+                continue
+            metrics[f"dPCC_{flavour}"] = metrics[f"PCC(GT0,GT1)_{flavour}"] - metrics[f"PCC(GT,V)_{flavour}"]
+            for t in ("0.143", "0.5"):
+                metrics[f"dFSCR{t}_{flavour}_A"] = (
+                    metrics[f"FSCR{t}(GT,V)_{flavour}_A"] - metrics[f"FSCR{t}(GT0,GT1)_{flavour}_A"]
+                )
+        flavour = "masked" if mask_arr is not None else "unmasked"
+        paper = {col: metrics[key.format(m=flavour)] for col, key in PAPER_COLUMNS.items()}
+        metrics["paper_columns_use"] = flavour
+        metrics.update(paper)
+        metrics = {k: _jsonable(v) for k, v in metrics.items()}
+
+        if outdir is not None:
+            _write_outputs(
+                Path(os.path.expanduser(str(outdir))),
+                metrics,
+                paper,
+                curves,
+                voxel_size,
+                box,
+                gt_maps,
+                pred_maps,
+                gt_avg,
+                pred_avg,
+                mask_arr,
+                early_plots,
+                f"{label}: {predictionType} predictions",
+            )
+    finally:
+        if early_plots is not None:
+            early_plots.join()  # no thread outlives the call, on success or error
     if verbose:
         print(summary_table(metrics))
     return metrics
@@ -666,6 +699,87 @@ def _per_particle(halves) -> dict:
     }
 
 
+class _BackgroundPlots:
+    """Renders the per-particle figures to PNG bytes in a thread (nothing is written to disk).
+
+    Started before the reconstruction, whose compiled and torch kernels release the GIL, so
+    the figures cost little extra time. :meth:`result` waits and re-raises any error; nothing
+    else may use matplotlib until it has returned (matplotlib is not thread-safe).
+
+    Parameters
+    ----------
+    per_particle : dict
+        As returned by :func:`_per_particle`.
+    """
+
+    def __init__(self, per_particle: dict):
+        import threading
+
+        self._figures = None
+        self._error = None
+        self._thread = threading.Thread(
+            target=self._run, args=(per_particle,), name="cesped-plots", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, per_particle: dict) -> None:
+        try:
+            self._figures = _render_particle_figures(per_particle)
+        except BaseException as e:  # handed to the caller by result()
+            self._error = e
+
+    def join(self) -> None:
+        """Wait for the thread (errors stay with :meth:`result`)."""
+        self._thread.join()
+
+    def result(self) -> list[tuple[str, str, bytes]]:
+        """(caption, file name, PNG bytes) of each figure, in the report's order."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._figures
+
+
+def _render_particle_figures(per_particle: dict) -> list[tuple[str, str, bytes]]:
+    """Angular-error histogram, orientation coverage and confidence-vs-error plots, in memory."""
+    import io
+
+    from cesped.evaluation import plots as pl
+    from cesped.evaluation.report import render_particle_plots
+
+    buf = io.BytesIO()
+    pl.plot_angular_errors(buf, per_particle["errors_deg"])
+    hist = ("Histogram of symmetry-aware angular errors (both half-sets).", "angular_errors.png")
+    return [(*hist, buf.getvalue()), *render_particle_plots(per_particle)]
+
+
+def _write_plots(outdir, metrics, freqs, curves, gt_avg, pred_avg, early_plots, title) -> None:
+    """Map plots (FSC curves, central slices), the per-particle figures and report.html."""
+    from cesped.evaluation import plots as pl
+    from cesped.evaluation.report import write_report
+
+    # matplotlib is not thread-safe (shared font objects): the thread ends before we plot here
+    figures = {name: (cap, data) for cap, name, data in early_plots.result()}
+    pl.plot_fsc_curves(outdir / "fsc.png", freqs, curves, THRESHOLDS)
+    pl.plot_central_slices(outdir / "central_slices.png", gt_avg, pred_avg)
+    for name, (_, data) in figures.items():
+        pl.write_png(outdir / name, data)
+    hist = figures.pop("angular_errors.png")[0]
+    order = [
+        (
+            "Fourier shell correlation of GT0-GT1, V0-V1 and GT-V, thresholds 0.143 and 0.5.",
+            outdir / "fsc.png",
+        ),
+        (hist, outdir / "angular_errors.png"),
+        (
+            "Central slices of the ground-truth map GT and the predicted-pose map V.",
+            outdir / "central_slices.png",
+        ),
+        *[(cap, outdir / name) for name, (cap, _) in figures.items()],
+    ]
+    write_report(outdir, metrics, None, plots=order, title=title)
+
+
 def _write_outputs(
     outdir: Path,
     metrics,
@@ -678,10 +792,14 @@ def _write_outputs(
     gt_avg,
     pred_avg,
     mask_arr,
-    plots: bool,
-    per_particle: dict,
+    early_plots,
     title: str = "cesped evaluation",
 ) -> None:
+    """Write maps, curves, plots, report and (last) the metrics into ``outdir``, each atomically.
+
+    ``early_plots`` is the :class:`_BackgroundPlots` job of the per-particle figures, or None
+    for no plots at all.
+    """
     from cesped.evaluation.metrics import fsc_frequencies
     from cesped.io.atomic import atomic_open
     from cesped.io.mrc import write_map
@@ -704,28 +822,8 @@ def _write_outputs(
     table = pd.DataFrame({"frequency_1/A": freqs, **{k: v for k, v in curves.items()}})
     with atomic_open(outdir / "fsc_curves.csv") as fh:
         table.to_csv(fh, index=False, float_format="%.8g")
-    if plots:
-        from cesped.evaluation import plots as pl
-
-        pl.plot_fsc_curves(outdir / "fsc.png", freqs, curves, THRESHOLDS)
-        pl.plot_angular_errors(outdir / "angular_errors.png", per_particle["errors_deg"])
-        pl.plot_central_slices(outdir / "central_slices.png", gt_avg, pred_avg)
-        from cesped.evaluation.report import write_report
-
-        write_report(
-            outdir,
-            metrics,
-            per_particle,
-            plots=[
-                ("Fourier shell correlation of GT0-GT1, V0-V1 and GT-V, thresholds 0.143 and 0.5.",
-                 outdir / "fsc.png"),
-                ("Histogram of symmetry-aware angular errors (both half-sets).",
-                 outdir / "angular_errors.png"),
-                ("Central slices of the ground-truth map GT and the predicted-pose map V.",
-                 outdir / "central_slices.png"),
-            ],
-            title=title,
-        )
+    if early_plots is not None:
+        _write_plots(outdir, metrics, freqs, curves, gt_avg, pred_avg, early_plots, title)
     row = {k: _jsonable(v) for k, v in paper.items()}
     with atomic_open(outdir / "metrics.csv") as fh:
         pd.DataFrame([row]).to_csv(fh, index=False, float_format="%.6g")

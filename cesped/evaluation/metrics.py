@@ -25,6 +25,8 @@ import torch
 
 __all__ = [
     "fsc",
+    "fsc_from_transforms",
+    "map_transform",
     "fsc_frequencies",
     "resolution_at",
     "pcc",
@@ -94,11 +96,53 @@ def fsc(a, b, mask=None) -> np.ndarray:
         ta, tb = ta * tm, tb * tm
     fa = torch.fft.rfftn(ta).numpy().reshape(-1)
     fb = torch.fft.rfftn(tb).numpy().reshape(-1)
-    return _fsc_from_transforms(fa, fb, n)
+    return fsc_from_transforms(fa, fb, n)
 
 
-def _fsc_from_transforms(fa: np.ndarray, fb: np.ndarray, n: int) -> np.ndarray:
-    """FSC from two flat ``rfftn`` transforms (complex128, ``n·n·(n//2+1)``), hard shells."""
+def map_transform(vol, mask=None) -> np.ndarray:
+    """Flat float64 ``rfftn`` of a (masked) cubic map, the input of :func:`fsc_from_transforms`.
+
+    The transform is linear, so the transform of an average map is the average of the
+    transforms: e.g. ``FSC(GT, V)`` of ``GT = (GT0 + GT1) / 2`` needs no transform of its own.
+
+    Parameters
+    ----------
+    vol : array-like (n, n, n)
+        Real map.
+    mask : array-like (n, n, n), optional
+        Multiplies the map before the transform.
+
+    Returns
+    -------
+    np.ndarray complex128 (n * n * (n//2 + 1),)
+    """
+    t = _as_f64(vol, "vol")
+    _check_cube(t, t)
+    if mask is not None:
+        tm = _as_f64(mask, "mask")
+        _check_cube(t, tm)
+        t = t * tm
+    return torch.fft.rfftn(t).numpy().reshape(-1)
+
+
+def fsc_from_transforms(fa: np.ndarray, fb: np.ndarray, n: int) -> np.ndarray:
+    """FSC from two flat ``rfftn`` transforms (complex128, ``n·n·(n//2+1)``), hard shells.
+
+    Parameters
+    ----------
+    fa, fb : np.ndarray complex (n * n * (n//2 + 1),)
+        As returned by :func:`map_transform`.
+    n : int
+        Box side (voxels).
+
+    Returns
+    -------
+    np.ndarray float64 (n//2 + 1,), as :func:`fsc`.
+    """
+    fa, fb = np.asarray(fa).reshape(-1), np.asarray(fb).reshape(-1)
+    size = n * n * (n // 2 + 1)
+    if fa.shape != (size,) or fb.shape != (size,):
+        raise ValueError(f"transforms must have {size} values for n={n}, got {fa.size} and {fb.size}")
     idx, w = _flat_shells(n)
     nsh = n // 2 + 1
     cross = np.bincount(idx, weights=w * (fa.real * fb.real + fa.imag * fb.imag), minlength=nsh + 1)

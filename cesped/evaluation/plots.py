@@ -12,10 +12,24 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_fsc_curves", "plot_angular_errors", "plot_central_slices"]
+__all__ = [
+    "plot_fsc_curves",
+    "plot_angular_errors",
+    "plot_central_slices",
+    "figure",
+    "save",
+    "write_png",
+]
 
 
-def _figure(figsize):
+def figure(figsize):
+    """A matplotlib ``Figure`` on its own Agg canvas (no pyplot, no global backend change).
+
+    Parameters
+    ----------
+    figsize : (float, float)
+        Width and height in inches (100 dpi).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -24,11 +38,45 @@ def _figure(figsize):
     return fig
 
 
-def _save(fig, path) -> None:
+def save(fig, path):
+    """Render ``fig`` once as PNG to ``path``, atomically (temporary name, then rename).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    path : path-like or binary file object
+        A file object (e.g. ``io.BytesIO``) receives the PNG bytes as they are.
+
+    Returns
+    -------
+    The path (as a ``Path``) or the file object.
+
+    Notes
+    -----
+    The layout is the figure's own (fixed margins): no ``bbox_inches="tight"``, which would
+    render the figure twice.
+    """
+    if hasattr(path, "write"):
+        fig.savefig(path, format="png", dpi=100)
+        return path
     from cesped.io.atomic import atomic_path
 
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return path
+
+
+def write_png(path, data: bytes) -> Path:
+    """Write PNG bytes (e.g. rendered in memory by :func:`save`) to ``path`` atomically."""
+    from cesped.io.atomic import atomic_path
+
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"write_png: the data for {path} is not a PNG image")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+    return path
 
 
 def plot_fsc_curves(path, freqs, curves: dict, thresholds=(0.143, 0.5)) -> None:
@@ -44,7 +92,8 @@ def plot_fsc_curves(path, freqs, curves: dict, thresholds=(0.143, 0.5)) -> None:
         Label -> FSC values.
     thresholds : sequence of float
     """
-    fig = _figure((7, 4.5))
+    fig = figure((7, 4.5))
+    fig.subplots_adjust(left=0.1, right=0.94, bottom=0.12, top=0.86)
     ax = fig.add_subplot(1, 1, 1)
     for label, c in curves.items():
         style = "-" if label.endswith("_masked") else "--"
@@ -64,13 +113,14 @@ def plot_fsc_curves(path, freqs, curves: dict, thresholds=(0.143, 0.5)) -> None:
     top.set_xlabel("resolution (Å)")
     ax.legend(fontsize=7, loc="lower left")
     ax.grid(alpha=0.3)
-    _save(fig, path)
+    save(fig, path)
 
 
 def plot_angular_errors(path, errors_deg) -> None:
     """Histogram of per-particle angular errors (degrees, both half-sets)."""
     e = np.asarray(errors_deg, dtype=np.float64)
-    fig = _figure((6, 4))
+    fig = figure((6, 4))
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.13, top=0.96)
     ax = fig.add_subplot(1, 1, 1)
     ax.hist(e, bins=np.linspace(0, 180, 73), color="tab:blue", alpha=0.8)
     ax.axvline(float(np.mean(e)), color="k", ls="--", label=f"mean {np.mean(e):.2f}°")
@@ -78,7 +128,7 @@ def plot_angular_errors(path, errors_deg) -> None:
     ax.set_xlabel("angular error (degrees)")
     ax.set_ylabel("particles")
     ax.legend()
-    _save(fig, path)
+    save(fig, path)
 
 
 def plot_central_slices(path, gt, pred) -> None:
@@ -87,7 +137,8 @@ def plot_central_slices(path, gt, pred) -> None:
     pred = np.asarray(pred)
     n = gt.shape[0]
     c = n // 2
-    fig = _figure((9, 6))
+    fig = figure((9, 6))
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.94, wspace=0.05, hspace=0.12)
     slices = {name: (v[c], v[:, c], v[:, :, c]) for name, v in (("GT", gt), ("V", pred))}
     for row, name in enumerate(("GT", "V")):
         for col, axis in enumerate(("z", "y", "x")):
@@ -98,4 +149,4 @@ def plot_central_slices(path, gt, pred) -> None:
             ax.set_title(f"{name}, central {axis} slice", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-    _save(fig, path)
+    save(fig, path)

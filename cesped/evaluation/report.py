@@ -4,14 +4,14 @@ The report adds two figures to the evaluation's own plots (FSC curves, angular-e
 histogram, central slices, see :mod:`cesped.evaluation.plots`):
 
 * an orientation-coverage map: the density of true and of predicted viewing directions on
-  the sphere (healpy Mollweide projections, the same colour scale), and
+  the sphere (equal-area cells drawn on matplotlib's Mollweide projection, one colour scale), and
 * a confidence-vs-error plot: per confidence decile, the mean and median angular error, to
   show whether the predicted confidence is calibrated (a useful confidence has the error
   decreasing with it).
 
 Viewing direction convention: for a pose label ``R = Aᵀ`` (see :mod:`cesped.geometry`), the
 projection integrates the volume along ``R · e_z`` (the third column of ``R``), a unit vector
-in the volume's frame ``(x, y, z)``. healpy's ``vec2pix`` uses the same ``(x, y, z)``.
+in the volume's frame ``(x, y, z)``; longitude ``atan2(y, x)``, latitude ``asin(z)``.
 
 Example usage::
 
@@ -30,14 +30,27 @@ from pathlib import Path
 
 import numpy as np
 
-from cesped.io.atomic import atomic_open, atomic_path
+from cesped.io.atomic import atomic_open
 
 __all__ = [
     "viewing_directions",
+    "direction_density",
     "plot_orientation_coverage",
     "plot_confidence_vs_error",
+    "render_particle_plots",
     "write_report",
 ]
+
+COVERAGE_PNG = "orientation_coverage.png"
+COVERAGE_CAPTION = (
+    "Orientation coverage: density of true (left) and predicted (right) viewing directions on "
+    "the sphere, Mollweide projection (1 = uniform)."
+)
+CONFIDENCE_PNG = "confidence_vs_error.png"
+CONFIDENCE_CAPTION = (
+    "Predicted confidence vs angular error: is the confidence calibrated? Right: mean error of "
+    "the particles kept when selecting by confidence."
+)
 
 
 def viewing_directions(rotmats) -> np.ndarray:
@@ -60,25 +73,57 @@ def viewing_directions(rotmats) -> np.ndarray:
     return d / np.linalg.norm(d, axis=1, keepdims=True)
 
 
-def _direction_density(directions: np.ndarray, nside: int) -> np.ndarray:
-    import healpy as hp
+def direction_density(directions, n_bands: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Density of unit directions on equal-area cells of the sphere (1 = uniform coverage).
 
-    npix = hp.nside2npix(nside)
-    pix = hp.vec2pix(nside, directions[:, 0], directions[:, 1], directions[:, 2])
-    counts = np.bincount(pix, minlength=npix).astype(np.float64)
-    return counts / max(len(directions), 1) * npix  # 1.0 = uniform coverage
+    The cells are ``n_bands`` bands uniform in ``z`` (equal area) times ``2 * n_bands`` sectors
+    uniform in longitude, so every cell covers ``4π / (2 n_bands²)`` sr.
+
+    Parameters
+    ----------
+    directions : array-like (n, 3)
+        Unit vectors ``(x, y, z)`` in the volume's frame.
+    n_bands : int
+        Number of latitude bands (>= 1).
+
+    Returns
+    -------
+    density : np.ndarray (n_bands, 2 * n_bands) float64
+        Particles per cell divided by the uniform expectation ``n / n_cells``; rows go from
+        south (``z = -1``) to north.
+    lon_edges : np.ndarray (2 * n_bands + 1,) float64
+        Longitude edges, radians in ``[-π, π]`` (``atan2(y, x)``).
+    lat_edges : np.ndarray (n_bands + 1,) float64
+        Latitude edges, radians in ``[-π/2, π/2]`` (``asin`` of the equal-``z`` edges).
+    """
+    d = np.asarray(directions, dtype=np.float64)
+    if d.ndim != 2 or d.shape[1] != 3:
+        raise ValueError(f"directions: expected shape (n, 3), got {d.shape}")
+    if int(n_bands) != n_bands or n_bands < 1:
+        raise ValueError(f"n_bands must be a positive integer, got {n_bands!r}")
+    n_bands = int(n_bands)
+    n_lon = 2 * n_bands
+    z = np.clip(d[:, 2], -1.0, 1.0)
+    lon = np.arctan2(d[:, 1], d[:, 0])
+    zi = np.clip(np.floor((z + 1.0) / 2.0 * n_bands), 0, n_bands - 1).astype(np.int64)
+    li = np.clip(np.floor((lon + np.pi) / (2 * np.pi) * n_lon), 0, n_lon - 1).astype(np.int64)
+    counts = np.bincount(zi * n_lon + li, minlength=n_bands * n_lon).astype(np.float64)
+    density = counts.reshape(n_bands, n_lon) / max(len(d), 1) * (n_bands * n_lon)
+    lon_edges = np.linspace(-np.pi, np.pi, n_lon + 1)
+    lat_edges = np.arcsin(np.linspace(-1.0, 1.0, n_bands + 1))
+    return density, lon_edges, lat_edges
 
 
-def _auto_nside(n: int, per_pixel: int = 20) -> int:
-    """Largest power-of-two nside in [1, 16] with at least ``per_pixel`` particles per pixel."""
-    nside = 1
-    while nside < 16 and n / (12 * (2 * nside) ** 2) >= per_pixel:
-        nside *= 2
-    return nside
+def _auto_bands(n: int, per_cell: int = 20) -> int:
+    """Most latitude bands in [1, 32] with at least ``per_cell`` particles per cell on average."""
+    bands = 1
+    while bands < 32 and n / (2 * (bands + 1) ** 2) >= per_cell:
+        bands += 1
+    return bands
 
 
 def plot_orientation_coverage(
-    true_rotmats, pred_rotmats, path, nside: int | None = None, title: str = ""
+    true_rotmats, pred_rotmats, path, n_bands: int | None = None, title: str = ""
 ) -> Path:
     """Mollweide maps of true and predicted viewing-direction density (1 = uniform).
 
@@ -86,31 +131,35 @@ def plot_orientation_coverage(
     ----------
     true_rotmats, pred_rotmats : array-like (n, 3, 3)
         Ground-truth and predicted pose labels ``R = Aᵀ``.
-    path : path-like
+    path : path-like or binary file object
         PNG file to write (atomically).
-    nside : int, optional
-        HEALPix resolution of the density maps (``12 nside²`` pixels); by default the finest
-        with about 20 particles per pixel or more, so that the map shows coverage, not noise.
+    n_bands : int, optional
+        Latitude bands of the equal-area cells (``2 n_bands²`` cells, see
+        :func:`direction_density`); by default the finest with about 20 particles per cell or
+        more, so that the map shows coverage, not noise.
+    title : str
+        Figure title.
     """
-    import healpy as hp
-    import matplotlib
+    from cesped.evaluation.plots import figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    if nside is None:
-        nside = _auto_nside(len(true_rotmats))
-    true_d = _direction_density(viewing_directions(true_rotmats), nside)
-    pred_d = _direction_density(viewing_directions(pred_rotmats), nside)
-    vmax = float(max(np.percentile(true_d, 99), np.percentile(pred_d, 99), 1.0))
-    fig = plt.figure(figsize=(11, 3.8))
-    for i, (m, name) in enumerate(((true_d, "true"), (pred_d, "predicted"))):
-        hp.mollview(
-            m, fig=fig.number, sub=(1, 2, i + 1), min=0.0, max=vmax, cmap="viridis",
-            title=f"{name} viewing directions (n={len(true_rotmats) if i == 0 else len(pred_rotmats)})",
-            unit="density (1 = uniform)", notext=True,
-        )
-        hp.graticule(dpar=30, dmer=30, alpha=0.3)
+    if n_bands is None:
+        n_bands = _auto_bands(len(true_rotmats))
+    maps = []
+    for rotmats in (true_rotmats, pred_rotmats):
+        dens, lon_e, lat_e = direction_density(viewing_directions(rotmats), n_bands)
+        maps.append((dens, len(rotmats)))
+    vmax = float(max(np.percentile(maps[0][0], 99), np.percentile(maps[1][0], 99), 1.0))
+    fig = figure((11, 3.8))
+    mesh = None
+    for i, ((dens, count), name) in enumerate(zip(maps, ("true", "predicted"), strict=True)):
+        ax = fig.add_axes((0.02 + 0.49 * i, 0.27, 0.46, 0.62), projection="mollweide")
+        mesh = ax.pcolormesh(lon_e, lat_e, dens, vmin=0.0, vmax=vmax, cmap="viridis", shading="flat")
+        ax.set_title(f"{name} viewing directions (n={count})", fontsize=10, pad=12)
+        ax.set_xticklabels([])
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    cax = fig.add_axes((0.3, 0.17, 0.4, 0.04))
+    fig.colorbar(mesh, cax=cax, orientation="horizontal", label="density (1 = uniform)")
     if title:
         fig.suptitle(title)
     return _save(fig, path)
@@ -125,22 +174,21 @@ def plot_confidence_vs_error(confidence, errors_deg, path, n_bins: int = 10, tit
         Predicted confidence per particle (e.g. ``rlnParticleFigureOfMerit``).
     errors_deg : array-like (n,)
         Symmetry-aware angular error per particle, degrees.
-    path : path-like
+    path : path-like or binary file object
         PNG file to write (atomically).
     n_bins : int
         Number of confidence quantile bins.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from cesped.evaluation.plots import figure
 
     c = np.asarray(confidence, dtype=np.float64).ravel()
     e = np.asarray(errors_deg, dtype=np.float64).ravel()
     if c.shape != e.shape:
         raise ValueError(f"confidence {c.shape} and errors_deg {e.shape} differ in length")
     stats = calibration_table(c, e, n_bins)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig = figure((11, 4))
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.88 if title else 0.92, wspace=0.22)
+    axes = [fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)]
     ax = axes[0]
     idx = np.random.default_rng(0).permutation(len(c))[:5000]
     ax.scatter(c[idx], e[idx], s=3, alpha=0.3, color="tab:gray", label="particles")
@@ -161,7 +209,6 @@ def plot_confidence_vs_error(confidence, errors_deg, path, n_bins: int = 10, tit
     ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -189,14 +236,37 @@ def calibration_table(confidence, errors_deg, n_bins: int = 10) -> dict[str, np.
     return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
 
 
-def _save(fig, path) -> Path:
-    import matplotlib.pyplot as plt
+def render_particle_plots(per_particle: Mapping[str, Sequence]) -> list[tuple[str, str, bytes]]:
+    """Render the report's per-particle plots in memory (no file is written).
 
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return path
+    Parameters
+    ----------
+    per_particle : mapping
+        ``true_rotmats`` (n, 3, 3), ``pred_rotmats`` (n, 3, 3), ``errors_deg`` (n,) degrees,
+        ``confidence`` (n,) or None, as in :func:`write_report`.
+
+    Returns
+    -------
+    list of (caption, file name, PNG bytes)
+        The orientation coverage, then the confidence-vs-error plot when the confidence is known.
+    """
+    import io
+
+    out = []
+    buf = io.BytesIO()
+    plot_orientation_coverage(per_particle["true_rotmats"], per_particle["pred_rotmats"], buf)
+    out.append((COVERAGE_CAPTION, COVERAGE_PNG, buf.getvalue()))
+    if per_particle.get("confidence") is not None:
+        buf = io.BytesIO()
+        plot_confidence_vs_error(per_particle["confidence"], per_particle["errors_deg"], buf)
+        out.append((CONFIDENCE_CAPTION, CONFIDENCE_PNG, buf.getvalue()))
+    return out
+
+
+def _save(fig, path):
+    from cesped.evaluation.plots import save
+
+    return save(fig, path)
 
 
 def _fmt_value(v) -> str:
@@ -268,17 +338,10 @@ def write_report(
     outdir.mkdir(parents=True, exist_ok=True)
     figures: list[tuple[str, Path]] = [(cap, Path(p)) for cap, p in plots]
     if per_particle is not None:
-        cov = plot_orientation_coverage(
-            per_particle["true_rotmats"], per_particle["pred_rotmats"], outdir / "orientation_coverage.png"
-        )
-        figures.append(("Orientation coverage: density of true (left) and predicted (right) viewing "
-                        "directions on the sphere, Mollweide projection (1 = uniform).", cov))
-        if per_particle.get("confidence") is not None:
-            cal = plot_confidence_vs_error(
-                per_particle["confidence"], per_particle["errors_deg"], outdir / "confidence_vs_error.png"
-            )
-            figures.append(("Predicted confidence vs angular error: is the confidence calibrated? "
-                            "Right: mean error of the particles kept when selecting by confidence.", cal))
+        from cesped.evaluation.plots import write_png
+
+        for caption, name, data in render_particle_plots(per_particle):
+            figures.append((caption, write_png(outdir / name, data)))
     missing = [str(p) for _, p in figures if not Path(p).is_file()]
     if missing:
         raise ValueError(f"write_report: plot files not found: {', '.join(missing)}")

@@ -2,10 +2,13 @@
 
 It does exactly what the torch path (``FourierAccumulator._splat``) does, one image point at a
 time: rotate ``(kx, ky, 0)``, move points with ``x < 0`` to their Friedel mate (conjugating the
-value), and add ``(re, im, weight)`` times the eight trilinear weights into the flat grid. Each
-thread owns a slab of z planes of the one grid, so no atomics are needed. The finalisation
-(Hermitian completion of the ``x = 0`` plane, Wiener-style division with the radial floor,
-window, gridding correction, soft mask) also runs here, in compiled passes.
+value), and add ``(re, im, weight)`` times the eight trilinear weights into the flat grid (in
+float32, the grid's precision). Each thread owns a slab of z planes of the one grid, so no
+atomics are needed. The per-image preparation (centring phase ramp, RELION's CTF with a
+vectorisable sine, weights) and the finalisation (Hermitian completion of the ``x = 0`` plane,
+Wiener-style division with the radial floor, gridding correction, soft mask) also run here, in
+compiled passes; the inverse FFT between them is
+:func:`cesped.reconstruction.fourier._windowed_irfftn`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["splat_batch", "available_threads", "set_threads"]
+__all__ = ["splat_batch", "prepare_batch", "ctf_row", "available_threads", "set_threads"]
 
 
 def available_threads() -> int:
@@ -48,6 +51,11 @@ def splat_batch(grid, slabs, cols, img_of, kx, ky, re, im, w, c, dy, dx, block=2
     q_count = cols.shape[0]
     p_count = kx.shape[0]
     sdz = dy * dx
+    # float32 coordinates and weights (the grid's precision): |coordinate| <= pad·n/2, so the
+    # rounding (< 1e-5 voxel) never moves a point across the grid's edge
+    kxf = kx.astype(np.float32)
+    kyf = ky.astype(np.float32)
+    one = np.float32(1.0)
     for t in numba.prange(t_count):
         lo = slabs[t]
         hi = slabs[t + 1]
@@ -55,47 +63,64 @@ def splat_batch(grid, slabs, cols, img_of, kx, ky, re, im, w, c, dy, dx, block=2
             p1 = min(p0 + block, p_count)
             for q in range(q_count):
                 j = img_of[q]
-                a00 = cols[q, 0, 0]
-                a01 = cols[q, 0, 1]
-                a10 = cols[q, 1, 0]
-                a11 = cols[q, 1, 1]
-                a20 = cols[q, 2, 0]
-                a21 = cols[q, 2, 1]
+                a00 = np.float32(cols[q, 0, 0])
+                a01 = np.float32(cols[q, 0, 1])
+                a10 = np.float32(cols[q, 1, 0])
+                a11 = np.float32(cols[q, 1, 1])
+                a20 = np.float32(cols[q, 2, 0])
+                a21 = np.float32(cols[q, 2, 1])
                 for p in range(p0, p1):
-                    x = a00 * kx[p] + a01 * ky[p]
-                    z = a20 * kx[p] + a21 * ky[p]
-                    sgn = 1.0
+                    x = a00 * kxf[p] + a01 * kyf[p]
+                    y = a10 * kxf[p] + a11 * kyf[p]
+                    z = a20 * kxf[p] + a21 * kyf[p]
+                    vi = im[j, p]
                     if x < 0:  # Friedel mate: (x, y, z) -> -(x, y, z), value conjugated
                         x = -x
+                        y = -y
                         z = -z
-                        sgn = -1.0
-                    fz0 = math.floor(z)
-                    iz = int(fz0) + c
+                        vi = -vi
+                    iz0 = np.int64(np.floor(z))
+                    iz = iz0 + c
                     if iz + 1 < lo or iz >= hi:
                         continue
-                    y = sgn * (a10 * kx[p] + a11 * ky[p])
-                    vi = sgn * im[j, p]
                     vr = re[j, p]
                     vw = w[j, p]
-                    fx0 = math.floor(x)
-                    fy0 = math.floor(y)
-                    fx = x - fx0
-                    fy = y - fy0
-                    fz = z - fz0
+                    ix0 = np.int64(np.floor(x))
+                    iy0 = np.int64(np.floor(y))
+                    fx = x - np.float32(ix0)
+                    fy = y - np.float32(iy0)
+                    fz = z - np.float32(iz0)
+                    gx = one - fx
+                    gy = one - fy
+                    w00 = gy * gx
+                    w01 = gy * fx
+                    w10 = fy * gx
+                    w11 = fy * fx
+                    base = (iy0 + c) * dx + ix0
+                    # the two z planes of the 2x2x2 corners, each within this thread's slab
                     for oz in range(2):
                         zz = iz + oz
                         if zz < lo or zz >= hi:
                             continue
-                        wz = fz if oz == 1 else 1.0 - fz
-                        base = zz * sdz + (int(fy0) + c) * dx + int(fx0)
-                        for oy in range(2):
-                            wzy = wz * (fy if oy == 1 else 1.0 - fy)
-                            for ox in range(2):
-                                wt = wzy * (fx if ox == 1 else 1.0 - fx)
-                                k = 3 * (base + oy * dx + ox)
-                                grid[k] += wt * vr
-                                grid[k + 1] += wt * vi
-                                grid[k + 2] += wt * vw
+                        wz = fz if oz == 1 else one - fz
+                        k = 3 * (zz * sdz + base)
+                        a = wz * w00
+                        grid[k] += a * vr
+                        grid[k + 1] += a * vi
+                        grid[k + 2] += a * vw
+                        a = wz * w01
+                        grid[k + 3] += a * vr
+                        grid[k + 4] += a * vi
+                        grid[k + 5] += a * vw
+                        k += 3 * dx
+                        a = wz * w10
+                        grid[k] += a * vr
+                        grid[k + 1] += a * vi
+                        grid[k + 2] += a * vw
+                        a = wz * w11
+                        grid[k + 3] += a * vr
+                        grid[k + 4] += a * vi
+                        grid[k + 5] += a * vw
 
 
 def as_numpy_inputs(cols, img_of, kx, ky, re, im, w):
@@ -113,8 +138,7 @@ def as_numpy_inputs(cols, img_of, kx, ky, re, im, w):
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def prepare_batch(
-    ft_re,
-    ft_im,
+    ft_ri,
     flat,
     kx,
     ky,
@@ -140,7 +164,8 @@ def prepare_batch(
 ):  # pragma: no cover - compiled
     """Centre, translate, CTF-weight the selected rfft2 points of a batch of images.
 
-    ft_re, ft_im : (B, L) float32, flat ``rfft2`` of the raw images (no ``ifftshift``)
+    ft_ri : (B, L, 2) float32, flat ``rfft2`` of the raw images (no ``ifftshift``), real and
+        imaginary parts interleaved (a complex64 array viewed as float32)
     flat : (P,) int64, selected points; kx, ky (P,) float64 integer frequencies (cycles/box)
     cos2az, sin2az : (P,) float64, ``cos/sin(2·atan2(ky, kx))``; k2 (P,) float64 ``|k|²`` in Å⁻²
     mult : (P,) float64, Friedel multiplicity weight of each point
@@ -151,7 +176,7 @@ def prepare_batch(
         bfac (B,) Å²; weight (B,) per-particle weights
     out_re, out_im, out_w : (B, P) float32, ``CTF·F`` and ``CTF²`` times weight·mult
     """
-    b_count = ft_re.shape[0]
+    b_count = ft_ri.shape[0]
     p_count = flat.shape[0]
     two_pi_n = 2.0 * math.pi / n
     nx = n // 2 + 1
@@ -171,28 +196,71 @@ def prepare_batch(
             fy = i if i < (n + 1) // 2 else i - n
             ey_c[i] = math.cos(-two_pi_n * fy * sy)
             ey_s[i] = math.sin(-two_pi_n * fy * sy)
+        ctf = np.empty(p_count)
+        if do_ctf:
+            ctf_row(
+                ctf,
+                cos2az,
+                sin2az,
+                k2,
+                dfavg[b],
+                dfdev[b],
+                cos2ang[b],
+                sin2ang[b],
+                k1[b],
+                k2c[b],
+                kconst[b],
+                bfac[b],
+            )
+        else:
+            ctf[:] = 1.0
         for p in range(p_count):
             j = flat[p]
             iy = j // nx
             ix = j - iy * nx
             c = ex_c[ix] * ey_c[iy] - ex_s[ix] * ey_s[iy]
             s = ex_s[ix] * ey_c[iy] + ex_c[ix] * ey_s[iy]
-            fr = ft_re[b, j]
-            fi = ft_im[b, j]
-            vr = fr * c - fi * s
-            vi = fr * s + fi * c
-            if do_ctf:
-                deltaf = dfavg[b] + dfdev[b] * (cos2az[p] * cos2ang[b] + sin2az[p] * sin2ang[b])
-                kk = k2[p]
-                ctf = -math.sin(k1[b] * deltaf * kk + k2c[b] * kk * kk - kconst[b])
-                if bfac[b] != 0.0:
-                    ctf *= math.exp(-bfac[b] * kk / 4.0)
-            else:
-                ctf = 1.0
-            sc = ctf * wb * mult[p]
-            out_re[b, p] = vr * sc
-            out_im[b, p] = vi * sc
-            out_w[b, p] = ctf * ctf * wb * mult[p]
+            fr = ft_ri[b, j, 0]
+            fi = ft_ri[b, j, 1]
+            cm = ctf[p] * wb * mult[p]
+            out_re[b, p] = (fr * c - fi * s) * cm
+            out_im[b, p] = (fr * s + fi * c) * cm
+            out_w[b, p] = ctf[p] * cm
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def ctf_row(
+    out, cos2az, sin2az, k2, dfavg, dfdev, cos2ang, sin2ang, k1, k2c, kconst, bfac
+):  # pragma: no cover
+    """RELION's CTF of one image at the selected points, into ``out`` (P,) float64.
+
+    ``CTF = -sin(chi)·exp(-B k²/4)``, ``chi = πλ Δf k² + π/2 Cs λ³ k⁴ − kconst`` (arguments as in
+    :func:`prepare_batch`, scalars for this image). The sine is computed by reduction to
+    ``[-π/2, π/2]`` and its odd Taylor polynomial to degree 15 (|error| < 1e-11), which
+    vectorises (numba's ``math.sin`` does not without SVML): about 3x faster than ``math.sin``.
+    """
+    p_count = out.shape[0]
+    for p in range(p_count):
+        deltaf = dfavg + dfdev * (cos2az[p] * cos2ang + sin2az[p] * sin2ang)
+        kk = k2[p]
+        x = k1 * deltaf * kk + k2c * kk * kk - kconst
+        r = x - np.floor(x * 0.15915494309189535 + 0.5) * 6.283185307179586  # in [-π, π]
+        if r > 1.5707963267948966:  # sin(r) = sin(π − r)
+            r = 3.141592653589793 - r
+        elif r < -1.5707963267948966:
+            r = -3.141592653589793 - r
+        r2 = r * r
+        poly = -7.647163731819816e-13
+        poly = 1.6059043836821613e-10 + r2 * poly
+        poly = -2.505210838544172e-08 + r2 * poly
+        poly = 2.7557319223985893e-06 + r2 * poly
+        poly = -1.984126984126984e-04 + r2 * poly
+        poly = 8.333333333333333e-03 + r2 * poly
+        poly = -1.6666666666666666e-01 + r2 * poly
+        out[p] = -r * (1.0 + r2 * poly)
+    if bfac != 0.0:
+        for p in range(p_count):
+            out[p] *= math.exp(-bfac * k2[p] / 4.0)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -273,25 +341,25 @@ def divide_to_unshifted(grids, c, m, floor_per_shell, out):  # pragma: no cover 
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def window_correct(vol, n, m, out):  # pragma: no cover - compiled
-    """Centred ``n³`` window of the ``m³`` inverse transform, divided by ``sinc²(r / m)``.
+def gridding_correct(vol, m, out):  # pragma: no cover - compiled
+    """Divide a centred window by the trilinear gridding kernel ``sinc²(r / m)``.
 
-    vol : (m, m, m) float32 (origin at index 0); out : (n, n, n) float64, origin at ``n // 2``.
+    vol : (n, n, n) float32, origin at ``n // 2`` (the window of the ``m³`` inverse transform);
+    out : (n, n, n) float64.
     """
+    n = vol.shape[0]
     h = n // 2
     for iz in numba.prange(n):
         z = iz - h
-        uz = z % m
         for iy in range(n):
             y = iy - h
-            uy = y % m
             for ix in range(n):
                 x = ix - h
                 r = math.sqrt(z * z + y * y + x * x) / m
                 s = 1.0
                 if r > 0:
                     s = math.sin(math.pi * r) / (math.pi * r)
-                out[iz, iy, ix] = vol[uz, uy, x % m] / (s * s)
+                out[iz, iy, ix] = vol[iz, iy, ix] / (s * s)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

@@ -59,7 +59,15 @@ def open_particles(
 
 
 def _dataset_from_star(star, **dataset_kwargs):
-    """Register ``star`` as a temporary local entry (images referenced in place, not copied)."""
+    """Register ``star`` as a local entry (images referenced in place, not copied).
+
+    The registration lives in ``<cache>/star_entries/<key>/`` with ``key`` a hash of the star
+    file's resolved path, size and modification time: predicting the same file again reuses it
+    instead of adding a directory per call, and an edited file gets a new one. It is written
+    under a temporary name and renamed, so concurrent calls never see half a registration.
+    """
+    import hashlib
+    import shutil
     import tempfile
     from pathlib import Path
 
@@ -69,13 +77,23 @@ def _dataset_from_star(star, **dataset_kwargs):
     star = Path(star)
     if not star.is_file():
         raise FileNotFoundError(f"star file not found: {star}")
+    st = star.stat()
+    key = hashlib.sha1(f"{star.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
     root = Path(cache_dir()) / "star_entries"
     root.mkdir(parents=True, exist_ok=True)
-    bench = Path(tempfile.mkdtemp(prefix="entry_", dir=root))
-    name = star.stem
-    ParticlesDataset.addNewEntryLocally(
-        star, star.parent, name, 0, "C1", benchmarkDir=bench, copy_images=False
-    )
+    bench, name = root / key, star.stem
+    if not (bench / name).is_dir():
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}_", dir=root))
+        ParticlesDataset.addNewEntryLocally(
+            star, star.parent, name, 0, "C1", benchmarkDir=tmp, copy_images=False
+        )
+        try:
+            tmp.rename(bench)
+        except OSError:  # registered meanwhile by another process (or a stale directory)
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not (bench / name).is_dir():
+                shutil.rmtree(bench, ignore_errors=True)
+                return _dataset_from_star(star, **dataset_kwargs)
     return ParticlesDataset(name, 0, benchmarkDir=bench, download=False, **dataset_kwargs)
 
 

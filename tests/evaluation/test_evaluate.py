@@ -70,8 +70,15 @@ def test_ground_truth_poses_give_zero_error_and_no_loss(entries, tmp_path):
         with mrcfile.open(out / f"{name}.mrc") as f:
             assert f.data.shape == (32, 32, 32)
             assert float(f.voxel_size.x) == pytest.approx(2.0)
-    for png in ("fsc.png", "angular_errors.png", "central_slices.png"):
+    pngs = ("fsc.png", "angular_errors.png", "central_slices.png", "orientation_coverage.png")
+    assert not (out / "confidence_vs_error.png").exists()  # the predictions carry no confidence
+    for png in pngs:
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the report embeds every plot (the per-particle ones rendered while the maps were built)
+    report = (out / "report.html").read_text()
+    assert report.count('src="data:image/png;base64,') == len(pngs)
+    assert "Histogram of symmetry-aware angular errors" in report
+    assert not list(out.glob("*.tmp*")) and not list(out.glob(".*"))  # no temporary leftovers
     curves = pd.read_csv(out / "fsc_curves.csv")
     np.testing.assert_allclose(curves["frequency_1/A"], np.arange(17) / 64.0)
     assert "FSC(GT0,GT1)_masked" in curves and "FSC(GT,V)_unmasked" in curves
@@ -290,3 +297,22 @@ def test_relion_backend_agrees_with_native(entries, tmp_path):
     assert rel["MAnE_deg"] == nat["MAnE_deg"]
     for k in ("PCC(GT0,GT1)_masked", "PCC(GT,V)_masked", "PCC(V0,V1)_masked"):
         assert rel[k] == pytest.approx(nat[k], abs=0.02), k
+
+
+def test_failure_during_reconstruction_writes_nothing(entries, tmp_path, monkeypatch):
+    """The per-particle plots render in a background thread while the maps are built; when the
+    reconstruction fails nothing reaches outdir and no thread is left running."""
+    import threading
+
+    import cesped.evaluation.evaluate as ev
+
+    def boom(*a, **k):
+        raise ValueError("reconstruction failed on purpose")
+
+    monkeypatch.setattr(ev, "_native_gt_and_pred", boom)
+    p0, p1 = _preds(entries["C1"], tmp_path)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="on purpose"):
+        evaluate(str(entries["C1"]), p0, p1, outdir=out)
+    assert not out.exists() or list(out.iterdir()) == []
+    assert not [t for t in threading.enumerate() if t.name == "cesped-plots"]

@@ -85,3 +85,19 @@ def test_shifts_rmse():
     assert shifts_rmse(p, t) == pytest.approx(np.sqrt(1 / 2))
     with pytest.raises(ValueError):
         shifts_rmse(p, np.zeros((3, 2)))
+
+
+def test_fsc_of_averages_from_averaged_transforms():
+    """The evaluation transforms each half-map once: FSC(GT, V) from the averaged transforms of
+    the halves equals the FSC of the averaged maps, masked and unmasked."""
+    from cesped.evaluation.metrics import fsc_from_transforms, map_transform
+
+    rng = np.random.default_rng(4)
+    g0, g1, v0, v1, m = rng.normal(size=(5, 16, 16, 16))
+    for mask in (None, m):
+        fg = 0.5 * (map_transform(g0, mask) + map_transform(g1, mask))
+        fv = 0.5 * (map_transform(v0, mask) + map_transform(v1, mask))
+        got = fsc_from_transforms(fg, fv, 16)
+        np.testing.assert_allclose(got, fsc(0.5 * (g0 + g1), 0.5 * (v0 + v1), mask=mask), rtol=1e-10)
+    with pytest.raises(ValueError, match="transforms must have"):
+        fsc_from_transforms(fg[:-1], fv, 16)

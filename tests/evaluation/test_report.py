@@ -71,11 +71,14 @@ def test_report_is_valid_self_contained_html(tmp_path):
     pred = Rotation.random(n, random_state=2).as_matrix()
     metrics = {"MAnE": 12.5, "PCC(GT,V) masked": 0.91, "n_particles": n, "curve": [1, 2]}
     per_particle = {
-        "true_rotmats": true, "pred_rotmats": pred,
-        "errors_deg": rng.uniform(0, 180, n), "confidence": rng.uniform(0, 1, n),
+        "true_rotmats": true,
+        "pred_rotmats": pred,
+        "errors_deg": rng.uniform(0, 180, n),
+        "confidence": rng.uniform(0, 1, n),
     }
-    out = write_report(tmp_path, metrics, per_particle, title="unit <test>",
-                       descriptions={"MAnE": "mean angular error"})
+    out = write_report(
+        tmp_path, metrics, per_particle, title="unit <test>", descriptions={"MAnE": "mean angular error"}
+    )
     text = out.read_text()
     p = _Collector()
     p.feed(text)
@@ -100,3 +103,40 @@ def test_report_refuses_missing_plot(tmp_path):
     with pytest.raises(ValueError, match="not found"):
         write_report(tmp_path, {"a": 1.0}, plots=[("missing", tmp_path / "nope.png")])
     assert not (tmp_path / "report.html").exists()
+
+
+def test_direction_density_is_an_equal_area_histogram():
+    from cesped.evaluation.report import direction_density
+
+    rng = np.random.default_rng(5)
+    d = rng.normal(size=(200_000, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    dens, lon_e, lat_e = direction_density(d, 6)
+    assert dens.shape == (6, 12) and lon_e.shape == (13,) and lat_e.shape == (7,)
+    # uniform directions: every equal-area cell near 1 (Poisson noise ~ 1/sqrt(2800))
+    np.testing.assert_allclose(dens, 1.0, atol=0.1)
+    assert dens.mean() == pytest.approx(1.0)
+    # +x (lon 0, lat 0) lands in the cell east of lon 0 in the band just north of the equator
+    # (z = 0 is the edge of bands 2 and 3); the north pole in the top band
+    one = direction_density(np.array([[1.0, 0.0, 1e-9], [0.0, 0.0, 1.0]]), 6)[0]
+    assert one[3, 6] == pytest.approx(72 / 2) and one[5].sum() == pytest.approx(72 / 2)
+    with pytest.raises(ValueError):
+        direction_density(d[:, :2], 6)
+
+
+def test_particle_plots_render_in_memory(tmp_path):
+    from cesped.evaluation.report import render_particle_plots
+
+    n = 300
+    pp = {
+        "true_rotmats": Rotation.random(n, random_state=1).as_matrix(),
+        "pred_rotmats": Rotation.random(n, random_state=2).as_matrix(),
+        "errors_deg": np.linspace(0, 180, n),
+        "confidence": None,
+    }
+    figs = render_particle_plots(pp)
+    assert [name for _, name, _ in figs] == ["orientation_coverage.png"]  # no confidence plot
+    assert _png_size(figs[0][2])[0] >= 400
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    pp["confidence"] = np.linspace(0, 1, n)
+    assert [name for _, name, _ in render_particle_plots(pp)][-1] == "confidence_vs_error.png"

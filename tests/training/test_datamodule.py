@@ -53,3 +53,32 @@ def test_training_batches_are_repeated_and_augmented_consistently():
         torch.testing.assert_close(r[j], expected, atol=1e-5, rtol=0)
     dm.trainer = SimpleNamespace(training=False, global_rank=0)
     assert dm.on_after_batch_transfer(batch, 0) is batch  # validation and prediction: untouched
+
+
+def test_star_file_registration_is_reused_not_accumulated(tmp_path):
+    """open_particles(star=...) registers the file once per version under the cache, atomically."""
+    import os
+    from pathlib import Path
+
+    from cesped.settings import cache_dir
+    from cesped.simulation.entry import simulate_entry
+    from cesped.training.datamodule import open_particles
+
+    simulate_entry(
+        tmp_path / "tiny", "4e43", n_particles=8, pixel_size=4.0, box=32, snr=1.0, seed=0, progress=False
+    )
+    star = tmp_path / "tiny" / "particles_0.star"
+    root = Path(cache_dir()) / "star_entries"
+    before = set(root.iterdir()) if root.is_dir() else set()
+    a = open_particles(star=star)
+    b = open_particles(star=star)
+    new = set(root.iterdir()) - before
+    assert len(new) == 1 and not any(p.name.startswith(".") for p in new)  # no temp dir left over
+    assert len(a) == len(b) == 4 and a[0][0] == b[0][0]
+    torch.testing.assert_close(a[1][1], b[1][1])
+    st = star.stat()
+    os.utime(star, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # an edited file: a new registration
+    open_particles(star=star)
+    assert len(set(root.iterdir()) - before) == 2
+    with pytest.raises(FileNotFoundError, match="missing.star"):
+        open_particles(star=tmp_path / "missing.star")
