@@ -14,6 +14,7 @@ import os
 import torch
 from torch import nn
 
+from cesped.models._so3_fourier import FourierActivation, block_size, fourier_tables
 from cesped.models.so3_grid import cached_tensor, flat_wigner, healpix_s2_angles
 
 __all__ = ["so3_dim", "S2Conv", "SO3Conv", "SO3Activation", "so3_near_identity_grid"]
@@ -104,17 +105,51 @@ class SO3Conv(nn.Module):
 class SO3Activation(nn.Module):
     """Pointwise nonlinearity on SO(3): to an (α, β, γ) quadrature grid, activation, back.
 
-    Same computation as ``e3nn.nn.SO3Activation(lmax, lmax, act, resolution)`` (grid
-    ``4r × 2r × 4r``, quadrature weights in β, second-moment-normalised activation), but the
-    ``(grid, dim)`` Wigner table is a non-persistent buffer cached on disk, so it never enters
-    checkpoints. (A factorised ``D(α, β, 0)·D(0, 0, γ)`` evaluation, as in
-    :class:`cesped.models.so3_grid.OutputGrid`, needs ~3× fewer operations but its small batched
-    matrix products ran slower than this single dense product on CPU.)
+    Same function as ``e3nn.nn.SO3Activation(lmax, lmax, act, resolution)`` (grid
+    ``4r × 2r × 4r``, quadrature weights in β, second-moment-normalised activation), computed with
+    a separable Fourier transform instead of e3nn's dense ``(grid, dim)`` Wigner table.
 
-    ``resolution`` (default ``lmax + 1``) sets the grid ``4r × 2r × 4r``; ``r = lmax + 1`` is the
-    smallest for which ``to_grid`` followed by ``from_grid`` reproduces any band-limited input
-    (the original uses 10 for every lmax).
+    Parameters
+    ----------
+    lmax : int
+        Band limit of the input and output signals.
+    resolution : int, optional
+        ``r`` of the grid ``4r (α) × 2r (β) × 4r (γ)``, default ``lmax + 1``: the smallest for which
+        the grid transform followed by the quadrature projection reproduces any band-limited input
+        (the original uses 10 for every lmax).
+    act : callable
+        Elementwise activation, normalised to unit second moment (``e3nn.math.normalize2mom``).
+        ``torch.relu`` (the default), ``F.relu`` and ``nn.ReLU`` take an in-place path with a
+        hand-written backward; any other elementwise function works through autograd per block.
+    cache_dir : path, optional
+        Where the dense reference's table is cached (``method="dense"`` only).
+    method : {"fourier", "dense"}
+        ``"fourier"`` (default): ``D^l(α, β, γ) = D^l_y(α) D^l_x(β) D^l_y(γ)`` and
+        ``D^l_y(θ) = Σ_s φ_s(θ) M^l_s`` over the real Fourier functions ``1, cos kθ, sin kθ``
+        (``k <= lmax``), so the signal on the grid is
+        ``f(α, β, γ) = Σ_{s,t} φ_s(α) φ_t(γ) A[β, s, t]`` with ``A`` a sparse linear function of the
+        coefficients; the α and γ sums are dense ``(4r, 2·lmax+1)`` inverse real DFTs and the
+        projection back is their exact transpose (see :mod:`cesped.models._so3_fourier`).
+        ``"dense"``: the reference, e3nn's ``(32 r³, Σ(2l+1)²)`` Wigner table multiplied in and
+        out, cached on disk. Measured on 2 CPU cores, one thread, forward + backward: 13-14×
+        slower at lmax 6, r 10 (512 signals), ~4-6× at lmax 4, r 5 (1024 signals)
+        (``benchmarks/bench_so3_activation.py``).
+
+    Notes
+    -----
+    Input and output: ``(..., Σ_{l<=lmax} (2l+1)²)`` flat Wigner coefficients (row-major ``(i, m)``
+    blocks per degree). All tables are non-persistent buffers (never in checkpoints); the Fourier
+    tables (a few hundred kB) are built in float64 in milliseconds at construction and stored in
+    float32. On CPU the signals go through in blocks whose grid (``32 r³`` values per signal) stays
+    in cache, so the grid of the whole batch is never materialised; the backward recomputes each
+    block's pre-activation grid instead of saving it. Double backward is not supported.
     """
+
+    block_values = 1 << 19  # grid values per block of signals on CPU (2 MB in float32)
+    # intra-op threads on CPU (None: torch's setting). The blocks' ~25 small products per pass each
+    # pay an OpenMP barrier: on a shared, oversubscribed 2-core machine 2 threads ran the lmax 6
+    # activation 3-100× slower than 1 (0.3-10 s instead of 0.1 s); when idle, 2 threads gained ~25 %.
+    cpu_threads: int | None = 1
 
     def __init__(
         self,
@@ -122,40 +157,82 @@ class SO3Activation(nn.Module):
         resolution: int | None = None,
         act=torch.relu,
         cache_dir: str | os.PathLike | None = None,
+        *,
+        method: str = "fourier",
     ) -> None:
         super().__init__()
         from e3nn.math import normalize2mom
 
         if resolution is None:
             resolution = lmax + 1
-
-        def build():
-            from e3nn.o3 import SO3Grid
-
-            g = SO3Grid(0, resolution)  # angles and quadrature weights (lmax 0: no big table)
-            a, b = g.alpha.double(), g.beta.double()
-            A, B = torch.meshgrid(a, b, indexing="ij")
-            zero = torch.zeros(A.numel(), dtype=torch.float64)
-            # D(α, β, γ) = D(α, β, 0) · D(0, 0, γ): one small matrix product per degree instead of
-            # three matrix exponentials per grid rotation
-            blocks = []
-            for l in range(lmax + 1):
-                from e3nn import o3
-
-                dab = o3.wigner_D(l, A.flatten(), B.flatten(), zero)  # (na·nb, n, n)
-                dg = o3.wigner_D(l, torch.zeros_like(a), torch.zeros_like(a), a)  # (nc, n, n)
-                full = torch.einsum("pij,kjm->pkim", dab, dg)  # (na·nb, nc, n, n)
-                blocks.append(((2 * l + 1) ** 0.5 * full).flatten(2).flatten(0, 1))
-            d = torch.cat(blocks, -1).float()
-            qw = g.qw[None, :, None].expand(len(a), len(b), len(a)).reshape(-1, 1).float()
-            return torch.cat([d, qw], 1)
-
-        table = cached_tensor(f"so3act_L{lmax}_r{resolution}", build, cache_dir)
-        self.register_buffer("d", table[:, :-1].contiguous(), persistent=False)  # (G, dim)
-        self.register_buffer("qw", table[:, -1].contiguous(), persistent=False)  # (G,)
+        if method not in ("fourier", "dense"):
+            raise ValueError(f"method must be 'fourier' or 'dense', got {method!r}")
+        self.lmax, self.resolution, self.method = int(lmax), int(resolution), method
+        self.dim = so3_dim(lmax)
         self.act = normalize2mom(act)
+        if method == "dense":
+            table = _dense_table(self.lmax, self.resolution, cache_dir)
+            self.register_buffer("d", table[:, :-1].contiguous(), persistent=False)  # (G, dim)
+            self.register_buffer("qw", table[:, -1].contiguous(), persistent=False)  # (G,)
+            return
+        from e3nn.o3 import SO3Grid
+
+        g = SO3Grid(0, self.resolution)  # angles and quadrature weights (lmax 0: no big table)
+        index, t_beta, t_beta_qw, phi = fourier_tables(self.lmax, g.alpha, g.beta, g.qw)
+        # the dense reference's 1/√dim (to the grid) and √dim (back) are folded into the β tables
+        self.register_buffer("index", index, persistent=False)  # (S², K)
+        self.register_buffer("t_beta", (t_beta / math.sqrt(self.dim)).float(), persistent=False)
+        self.register_buffer("t_beta_qw", (t_beta_qw * math.sqrt(self.dim)).float(), persistent=False)
+        self.register_buffer("phi", phi.float(), persistent=False)  # (4r, S)
+        # ReLU gets an in-place forward and a mask-free backward (threshold on the recomputed grid)
+        self._relu = act in (torch.relu, nn.functional.relu) or isinstance(act, nn.ReLU)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dim = self.d.shape[1]
-        grid = (x @ self.d.T) / math.sqrt(dim)
-        return (self.act(grid) * self.qw) @ self.d * math.sqrt(dim)
+        if self.method == "dense":
+            grid = (x @ self.d.T) / math.sqrt(self.dim)
+            return (self.act(grid) * self.qw) @ self.d * math.sqrt(self.dim)
+        lead, dt = x.shape[:-1], x.dtype
+        x2 = x.reshape(-1, self.dim)
+        n_grid = self.phi.shape[0] ** 2 * self.t_beta.shape[1]
+        # CPU: blocks of signals whose grid stays in cache; GPU: the whole batch at once
+        block = block_size(n_grid, x2.shape[0], self.block_values) if x.device.type == "cpu" else x2.shape[0]
+        # normalize2mom's constant, folded into the projection table
+        scale = 1.0 if getattr(self.act, "_is_id", False) else float(self.act.cst)
+        out = FourierActivation.apply(
+            x2,
+            self.index,
+            self.t_beta.to(dt),
+            self.t_beta_qw.to(dt) * scale,
+            self.phi.to(dt),
+            self.act.f,
+            self._relu,
+            max(block, 1),
+            self.cpu_threads if x.device.type == "cpu" else None,
+        )
+        return out.reshape(lead + (self.dim,))
+
+
+def _dense_table(lmax: int, resolution: int, cache_dir) -> torch.Tensor:
+    """Reference table ``[flat_wigner(α, β, γ) | qw(β)]`` over the grid, ``(32 r³, dim + 1)`` float32."""
+
+    def build():
+        from e3nn import o3
+        from e3nn.o3 import SO3Grid
+
+        g = SO3Grid(0, resolution)  # angles and quadrature weights (lmax 0: no big table)
+        a, b = g.alpha.double(), g.beta.double()
+        A, B = torch.meshgrid(a, b, indexing="ij")
+        zero = torch.zeros(A.numel(), dtype=torch.float64)
+        # D(α, β, γ) = D(α, β, 0) · D(0, 0, γ): one small matrix product per degree instead of
+        # three matrix exponentials per grid rotation
+        blocks = []
+        for l in range(lmax + 1):
+            dab = o3.wigner_D(l, A.flatten(), B.flatten(), zero)  # (na·nb, n, n)
+            dg = o3.wigner_D(l, torch.zeros_like(a), torch.zeros_like(a), a)  # (nc, n, n)
+            full = torch.einsum("pij,kjm->pkim", dab, dg)  # (na·nb, nc, n, n)
+            blocks.append(((2 * l + 1) ** 0.5 * full).flatten(2).flatten(0, 1))
+        d = torch.cat(blocks, -1).float()
+        qw = g.qw[None, :, None].expand(len(a), len(b), len(a)).reshape(-1, 1).float()
+        return torch.cat([d, qw], 1)
+
+    return cached_tensor(f"so3act_L{lmax}_r{resolution}", build, cache_dir)
