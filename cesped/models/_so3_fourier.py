@@ -62,8 +62,15 @@ def so3_generators64(l: int) -> torch.Tensor:
     )
     Q = change_basis_real_to_complex(l, dtype=torch.float64)
     X = Q.conj().T @ su2 @ Q
-    assert float(X.imag.abs().max()) < 1e-12
-    return X.real
+    return _real_part(X, 1e-12, f"real-basis generator of degree {l}")
+
+
+def _real_part(x: torch.Tensor, tol: float, what: str) -> torch.Tensor:
+    """``x.real`` after checking that ``x`` is real to ``tol`` (an internal invariant, not user input)."""
+    err = float(x.imag.abs().max())
+    if err >= tol:
+        raise RuntimeError(f"{what} is not real (max |imag| {err:.2e} >= {tol:.0e}): e3nn basis changed?")
+    return x.real
 
 
 def _real_fourier_projectors(l: int, L: int) -> torch.Tensor:
@@ -84,8 +91,7 @@ def _real_fourier_projectors(l: int, L: int) -> torch.Tensor:
             M = P[k] + P[-k]
         else:
             M = 1j * (P[-k] - P[k])
-        assert float(M.imag.abs().max()) < 1e-10
-        out[s] = M.real
+        out[s] = _real_part(M, 1e-10, f"Fourier projector k={k} of degree {l}")
     return out
 
 
