@@ -87,13 +87,14 @@ def _dataset_from_star(star, **dataset_kwargs):
         ParticlesDataset.addNewEntryLocally(
             star, star.parent, name, 0, "C1", benchmarkDir=tmp, copy_images=False
         )
+        if bench.exists() and not (bench / name).is_dir():  # stale, e.g. an interrupted older layout
+            shutil.rmtree(bench, ignore_errors=True)
         try:
             tmp.rename(bench)
-        except OSError:  # registered meanwhile by another process (or a stale directory)
+        except OSError:  # registered meanwhile by another process
             shutil.rmtree(tmp, ignore_errors=True)
             if not (bench / name).is_dir():
-                shutil.rmtree(bench, ignore_errors=True)
-                return _dataset_from_star(star, **dataset_kwargs)
+                raise RuntimeError(f"could not register {star} under {bench}") from None
     return ParticlesDataset(name, 0, benchmarkDir=bench, download=False, **dataset_kwargs)
 
 
