@@ -628,7 +628,7 @@ def evaluate(
             "box_px": box,
         }
         err0, err1 = halves[0].errors, halves[1].errors
-        from cesped.geometry.errors import mean_angular_error, weighted_mean_angular_error
+        from cesped.geometry.numpy_ops import mean_angular_error, weighted_mean_angular_error
 
         metrics["MAnE_deg"] = 0.5 * (mean_angular_error(err0) + mean_angular_error(err1))
         c0, c1 = halves[0].gt_conf, halves[1].gt_conf
@@ -683,10 +683,10 @@ def evaluate(
 
 def _per_particle(halves) -> dict:
     """Per-particle arrays of both halves for the report (true/predicted poses, errors, confidence)."""
-    from cesped.geometry.rotations import euler_to_matrix
+    from cesped.geometry.numpy_ops import euler_to_matrix
 
     def rot(star):
-        return euler_to_matrix(star.particles[ANGLES].to_numpy(dtype=np.float64)).numpy()
+        return euler_to_matrix(star.particles[ANGLES].to_numpy(dtype=np.float64))
 
     conf = None
     if all(h.pred_conf is not None for h in halves):

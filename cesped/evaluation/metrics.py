@@ -18,10 +18,10 @@ Example usage::
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 __all__ = [
     "fsc",
@@ -35,14 +35,16 @@ __all__ = [
 ]
 
 
-def _as_f64(x, name: str) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-    if t.is_complex():
+def _as_f64(x, name: str) -> np.ndarray:
+    if hasattr(x, "detach"):  # a torch tensor (converted without importing torch here)
+        x = x.detach().cpu().numpy()
+    a = np.asarray(x)
+    if np.iscomplexobj(a):
         raise ValueError(f"{name}: expected a real map, got a complex array")
-    return t.detach().to(dtype=torch.float64, device="cpu")
+    return a.astype(np.float64, copy=False)
 
 
-def _check_cube(a: torch.Tensor, b: torch.Tensor) -> int:
+def _check_cube(a: np.ndarray, b: np.ndarray) -> int:
     if a.ndim != 3 or len(set(a.shape)) != 1:
         raise ValueError(f"maps must be cubic 3-D arrays (n, n, n), got shape {tuple(a.shape)}")
     if a.shape != b.shape:
@@ -50,8 +52,23 @@ def _check_cube(a: torch.Tensor, b: torch.Tensor) -> int:
     return int(a.shape[0])
 
 
+def _rfftn(a: np.ndarray, workers: int | None) -> np.ndarray:
+    import scipy.fft
+
+    return scipy.fft.rfftn(a, workers=_workers(workers)).reshape(-1)
+
+
+def _workers(workers: int | None) -> int:
+    if workers is not None:
+        return max(1, int(workers))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 @functools.lru_cache(maxsize=4)
-def _shell_index(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _shell_index(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Hard-shell index of every rfftn voxel and its multiplicity in the full transform.
 
     Returns
@@ -60,19 +77,21 @@ def _shell_index(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     mult : (n//2+1,) float64 multiplicity of each rfft column (1 for the self-conjugate
         columns 0 and n/2, 2 for the others), so that sums over the rfft equal full-grid sums.
     """
-    k = torch.fft.fftfreq(n, d=1.0 / n, dtype=torch.float64)
-    kx = torch.fft.rfftfreq(n, d=1.0 / n, dtype=torch.float64)
-    r = torch.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2)
-    shell = torch.floor(r).to(torch.int64)
+    k = np.fft.fftfreq(n, d=1.0 / n)
+    kx = np.fft.rfftfreq(n, d=1.0 / n)
+    r = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2)
+    shell = np.floor(r).astype(np.int64)
     shell[shell > n // 2] = -1
-    mult = torch.full((n // 2 + 1,), 2.0, dtype=torch.float64)
+    mult = np.full((n // 2 + 1,), 2.0)
     mult[0] = 1.0
     if n % 2 == 0:
         mult[-1] = 1.0
+    shell.flags.writeable = False
+    mult.flags.writeable = False
     return shell, mult
 
 
-def fsc(a, b, mask=None) -> np.ndarray:
+def fsc(a, b, mask=None, workers: int | None = None) -> np.ndarray:
     """Fourier shell correlation with hard shells ``k <= |r| < k+1`` (the original's binning).
 
     Parameters
@@ -81,6 +100,8 @@ def fsc(a, b, mask=None) -> np.ndarray:
         Real maps on the same grid.
     mask : array-like (n, n, n), optional
         When given, both maps are multiplied by it before the transform (masked FSC).
+    workers : int, optional
+        FFT threads (default: the CPUs this process may use).
 
     Returns
     -------
@@ -94,12 +115,10 @@ def fsc(a, b, mask=None) -> np.ndarray:
         tm = _as_f64(mask, "mask")
         _check_cube(ta, tm)
         ta, tb = ta * tm, tb * tm
-    fa = torch.fft.rfftn(ta).numpy().reshape(-1)
-    fb = torch.fft.rfftn(tb).numpy().reshape(-1)
-    return fsc_from_transforms(fa, fb, n)
+    return fsc_from_transforms(_rfftn(ta, workers), _rfftn(tb, workers), n)
 
 
-def map_transform(vol, mask=None) -> np.ndarray:
+def map_transform(vol, mask=None, workers: int | None = None) -> np.ndarray:
     """Flat float64 ``rfftn`` of a (masked) cubic map, the input of :func:`fsc_from_transforms`.
 
     The transform is linear, so the transform of an average map is the average of the
@@ -111,6 +130,8 @@ def map_transform(vol, mask=None) -> np.ndarray:
         Real map.
     mask : array-like (n, n, n), optional
         Multiplies the map before the transform.
+    workers : int, optional
+        FFT threads (default: the CPUs this process may use).
 
     Returns
     -------
@@ -122,7 +143,7 @@ def map_transform(vol, mask=None) -> np.ndarray:
         tm = _as_f64(mask, "mask")
         _check_cube(t, tm)
         t = t * tm
-    return torch.fft.rfftn(t).numpy().reshape(-1)
+    return _rfftn(t, workers)
 
 
 def fsc_from_transforms(fa: np.ndarray, fb: np.ndarray, n: int) -> np.ndarray:
@@ -158,10 +179,10 @@ def _flat_shells(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Flat shell index of every rfftn voxel (``n//2 + 1`` for voxels beyond shell ``n//2``: a
     dump bin) and its float64 multiplicity weight (read-only arrays)."""
     shell, mult = _shell_index(n)
-    idx = shell.numpy().copy()
+    idx = shell.copy()
     idx[idx < 0] = n // 2 + 1
     idx = idx.reshape(-1)
-    w = np.broadcast_to(mult.numpy(), shell.shape).reshape(-1).copy()
+    w = np.broadcast_to(mult, shell.shape).reshape(-1).copy()
     idx.flags.writeable = False
     w.flags.writeable = False
     return idx, w
@@ -235,14 +256,13 @@ def pcc(a, b, mask=None) -> float:
     """
     ta, tb = _as_f64(a, "a").reshape(-1), _as_f64(b, "b").reshape(-1)
     if ta.shape != tb.shape:
-        raise ValueError(f"maps have different sizes: {ta.numel()} and {tb.numel()}")
+        raise ValueError(f"maps have different sizes: {ta.size} and {tb.size}")
     if mask is not None:
         tm = _as_f64(mask, "mask").reshape(-1)
         if tm.shape != ta.shape:
-            raise ValueError(f"mask has {tm.numel()} voxels, maps have {ta.numel()}")
+            raise ValueError(f"mask has {tm.size} voxels, maps have {ta.size}")
         ta, tb = ta * tm, tb * tm
-    na, nb = ta.numpy(), tb.numpy()
-    da, db = na - na.mean(), nb - nb.mean()
+    da, db = ta - ta.mean(), tb - tb.mean()
     den = np.sqrt(np.dot(da, da) * np.dot(db, db))
     if den == 0:
         return float("nan")
@@ -279,13 +299,12 @@ def angular_errors(true_angles, pred_angles, symmetry: str = "C1", kind: str = "
         "SO3": geodesic distance ``min_g d(g·R_true, R_pred)`` between rotations.
         "S2": angle between viewing directions (only rot and tilt matter), symmetry-aware.
     """
-    from cesped.geometry.errors import symmetry_aware_error, viewing_direction_error
-    from cesped.geometry.rotations import euler_to_matrix
+    from cesped.geometry.numpy_ops import euler_to_matrix, symmetry_aware_error, viewing_direction_error
 
-    t = torch.as_tensor(np.asarray(true_angles, dtype=np.float64))
-    p = torch.as_tensor(np.asarray(pred_angles, dtype=np.float64))
+    t = np.asarray(true_angles, dtype=np.float64)
+    p = np.asarray(pred_angles, dtype=np.float64)
     if t.shape != p.shape or t.ndim != 2 or t.shape[1] != 3:
-        raise ValueError(f"angle arrays must both be (n, 3), got {tuple(t.shape)} and {tuple(p.shape)}")
+        raise ValueError(f"angle arrays must both be (n, 3), got {t.shape} and {p.shape}")
     rt, rp = euler_to_matrix(t), euler_to_matrix(p)
     if kind == "SO3":
         err = symmetry_aware_error(rt, rp, symmetry)
@@ -293,4 +312,4 @@ def angular_errors(true_angles, pred_angles, symmetry: str = "C1", kind: str = "
         err = viewing_direction_error(rt, rp, symmetry)
     else:
         raise ValueError(f"kind must be 'SO3' or 'S2', got {kind!r}")
-    return torch.as_tensor(err).to(torch.float64).numpy()
+    return np.asarray(err, dtype=np.float64)

@@ -7,11 +7,10 @@ paper, eq. 5).
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import torch
 
+from cesped.geometry._formulas import rotation_angle_parts
+from cesped.geometry.numpy_ops import mean_angular_error, weighted_mean_angular_error
 from cesped.geometry.rotations import as_float_tensor
 from cesped.geometry.symmetry import symmetry_matrices
 
@@ -40,11 +39,8 @@ def _pair(R1, R2, n1: str, n2: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _angle_of_relative(M: torch.Tensor) -> torch.Tensor:
     """Rotation angle (radians) of ``M`` from ``atan2(sin, cos)``; exact 0 for symmetric ``M``."""
-    sx = M[..., 2, 1] - M[..., 1, 2]
-    sy = M[..., 0, 2] - M[..., 2, 0]
-    sz = M[..., 1, 0] - M[..., 0, 1]
+    sx, sy, sz, two_cos = rotation_angle_parts(M)
     two_sin = torch.linalg.vector_norm(torch.stack([sx, sy, sz], dim=-1), dim=-1)  # subgradient 0 at 0
-    two_cos = M[..., 0, 0] + M[..., 1, 1] + M[..., 2, 2] - 1.0
     return torch.atan2(two_sin, two_cos)
 
 
@@ -123,66 +119,3 @@ def viewing_direction_error(R_true, R_pred, symmetry: str = "C1") -> torch.Tenso
         ang = torch.atan2(cross, (u * vp).sum(-1))
         best = ang if best is None else torch.minimum(best, ang)
     return torch.rad2deg(best)
-
-
-def _as_1d_float64(x, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    arr = np.asarray(x, dtype=np.float64).reshape(-1)
-    return arr
-
-
-def mean_angular_error(err) -> float:
-    """Mean angular error (MAnE), degrees.
-
-    Parameters
-    ----------
-    err : array-like (n,)
-        Per-particle errors in degrees.
-
-    Raises
-    ------
-    ValueError
-        Empty input or non-finite errors.
-    """
-    e = _as_1d_float64(err, "err")
-    if e.size == 0:
-        raise ValueError("mean_angular_error: err is empty")
-    if not np.isfinite(e).all():
-        raise ValueError(
-            f"mean_angular_error: err has non-finite values at {np.flatnonzero(~np.isfinite(e))[:5]}"
-        )
-    return float(e.mean())
-
-
-def weighted_mean_angular_error(err, weights) -> float:
-    """Confidence-weighted mean angular error (wMAnE) ``Σ w·err / Σ w``, degrees.
-
-    Parameters
-    ----------
-    err : array-like (n,)
-        Per-particle errors in degrees.
-    weights : array-like (n,)
-        Non-negative finite weights (e.g. ``rlnMaxValueProbDistribution``).
-
-    Raises
-    ------
-    ValueError
-        Shapes differ, weights negative or non-finite, or weights sum to 0.
-    """
-    e = _as_1d_float64(err, "err")
-    w = _as_1d_float64(weights, "weights")
-    if e.shape != w.shape:
-        raise ValueError(f"weighted_mean_angular_error: err has {e.size} values, weights {w.size}")
-    if not np.isfinite(e).all():
-        raise ValueError("weighted_mean_angular_error: err has non-finite values")
-    if not np.isfinite(w).all():
-        raise ValueError(
-            f"weighted_mean_angular_error: weights non-finite at {np.flatnonzero(~np.isfinite(w))[:5]}"
-        )
-    if (w < 0).any():
-        raise ValueError(f"weighted_mean_angular_error: negative weights at {np.flatnonzero(w < 0)[:5]}")
-    total = w.sum()
-    if not total > 0 or not math.isfinite(total):
-        raise ValueError("weighted_mean_angular_error: weights sum to 0")
-    return float((w * e).sum() / total)

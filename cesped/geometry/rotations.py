@@ -27,6 +27,8 @@ import math
 import numpy as np
 import torch
 
+from cesped.geometry._formulas import relion_matrix_rows
+
 __all__ = [
     "euler_to_matrix",
     "relion_matrix",
@@ -102,15 +104,7 @@ def relion_matrix(angles) -> torch.Tensor:
     rad = torch.deg2rad(a.to(torch.float64))  # float64 internally: float32 results are correctly rounded
     ca, cb, cg = torch.cos(rad).unbind(-1)
     sa, sb, sg = torch.sin(rad).unbind(-1)
-    cc = cb * ca
-    cs = cb * sa
-    sc = sb * ca
-    ss = sb * sa
-    rows = [
-        torch.stack([cg * cc - sg * sa, cg * cs + sg * ca, -cg * sb], dim=-1),
-        torch.stack([-sg * cc - cg * sa, -sg * cs + cg * ca, sg * sb], dim=-1),
-        torch.stack([sc, ss, cb], dim=-1),
-    ]
+    rows = [torch.stack(r, dim=-1) for r in relion_matrix_rows(ca, cb, cg, sa, sb, sg)]
     return torch.stack(rows, dim=-2).to(a.dtype)
 
 

@@ -33,9 +33,8 @@ import math
 import re
 
 import numpy as np
-import torch
 
-__all__ = ["normalize_symmetry", "symmetry_matrices", "symmetry_order"]
+__all__ = ["normalize_symmetry", "symmetry_matrices", "symmetry_matrices_np", "symmetry_order"]
 
 _PHI = (1.0 + math.sqrt(5.0)) / 2.0
 _GOLD_A = 1.0 / math.sqrt(1.0 + _PHI * _PHI)  # 0.525731...
@@ -146,15 +145,23 @@ def _matrices_np(canonical: str) -> np.ndarray:
     return _close(gens, _ORDERS[key])
 
 
-def symmetry_matrices(name: str, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
+def symmetry_matrices_np(name: str) -> np.ndarray:
+    """:func:`symmetry_matrices` as a float64 numpy array (G, 3, 3), without importing torch.
+
+    Returns a fresh copy (the cached group is not exposed to in-place edits).
+    """
+    return _matrices_np(normalize_symmetry(name)).copy()
+
+
+def symmetry_matrices(name: str, dtype=None, device=None):
     """Rotation matrices of a point group in RELION's axis convention.
 
     Parameters
     ----------
     name : str
         Symmetry name (see :func:`normalize_symmetry`).
-    dtype : torch.dtype
-        float32 or float64.
+    dtype : torch.dtype, optional
+        float32 or float64 (default).
     device : torch.device, optional
 
     Returns
@@ -163,5 +170,7 @@ def symmetry_matrices(name: str, dtype: torch.dtype = torch.float64, device=None
         Element 0 is the identity. ``Cn``: rotations by 360k/n about z; ``Dn``: those, then the
         same composed with the two-fold about x.
     """
+    import torch  # here, not at import: the evaluation uses this module without torch
+
     mats = _matrices_np(normalize_symmetry(name))
-    return torch.tensor(mats, dtype=dtype, device=device)
+    return torch.tensor(mats, dtype=torch.float64 if dtype is None else dtype, device=device)

@@ -26,20 +26,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cesped.physics.ctf_params import _OPTICS_COLUMNS, ctf_parameters, electron_wavelength
 from cesped.physics.fourier import fftfreq_grid_2d
 
 __all__ = ["electron_wavelength", "compute_ctf", "ctf_parameters", "ctf_from_particles"]
-
-
-def electron_wavelength(voltage_kv):
-    """Relativistic electron wavelength in Å for an acceleration voltage in kV (RELION's formula).
-
-    Works on floats, numpy arrays and torch tensors. 300 kV gives 0.019687 Å.
-    """
-    volts = voltage_kv * 1e3
-    if isinstance(volts, torch.Tensor):
-        return 12.2643247 / torch.sqrt(volts * (1.0 + volts * 0.978466e-6))
-    return 12.2643247 / np.sqrt(volts * (1.0 + volts * 0.978466e-6))
 
 
 def _as_param(value, name: str, dtype: torch.dtype, device) -> torch.Tensor:
@@ -111,12 +101,26 @@ def compute_ctf(
         raise ValueError(f"compute_ctf: image_size must be a positive integer, got {image_size!r}")
     n = int(image_size)
     names = (
-        "defocus_u", "defocus_v", "defocus_angle", "voltage", "spherical_aberration",
-        "amplitude_contrast", "pixel_size", "phase_shift", "bfactor",
+        "defocus_u",
+        "defocus_v",
+        "defocus_angle",
+        "voltage",
+        "spherical_aberration",
+        "amplitude_contrast",
+        "pixel_size",
+        "phase_shift",
+        "bfactor",
     )
     values = (
-        defocus_u, defocus_v, defocus_angle, voltage, spherical_aberration,
-        amplitude_contrast, pixel_size, phase_shift, bfactor,
+        defocus_u,
+        defocus_v,
+        defocus_angle,
+        voltage,
+        spherical_aberration,
+        amplitude_contrast,
+        pixel_size,
+        phase_shift,
+        bfactor,
     )
     p = {name: _as_param(v, name, dtype, device) for name, v in zip(names, values)}
     if (p["voltage"] <= 0).any():
@@ -162,54 +166,6 @@ def compute_ctf(
     if (bfac != 0).any():
         ctf = ctf * torch.exp(-bfac * inv_px2 * k2_px / 4.0)
     return ctf
-
-
-_OPTICS_COLUMNS = ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast")
-
-
-def ctf_parameters(rows: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Per-particle CTF parameters of RELION rows whose optics columns are joined per row.
-
-    Parameters
-    ----------
-    rows : pandas.DataFrame
-        ``rlnDefocusU``, ``rlnDefocusV`` (Å), ``rlnDefocusAngle`` (°), ``rlnVoltage`` (kV),
-        ``rlnSphericalAberration`` (mm), ``rlnAmplitudeContrast``; optionally ``rlnPhaseShift``
-        (°, RELION's label; ``rlnCtfPhaseShift`` is accepted when it is absent; default 0) and
-        ``rlnCtfBfactor`` (Å², default 0). :func:`cesped.io.star.particle_optics` gives such rows.
-
-    Returns
-    -------
-    dict of float64 arrays (n,)
-        Keyword arguments of :func:`compute_ctf`: ``defocus_u``, ``defocus_v``,
-        ``defocus_angle``, ``voltage``, ``spherical_aberration``, ``amplitude_contrast``,
-        ``phase_shift``, ``bfactor``.
-
-    Raises
-    ------
-    ValueError
-        A required column is missing (named in the message).
-    """
-    for col in ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", *_OPTICS_COLUMNS):
-        if col not in rows.columns:
-            raise ValueError(f"CTF parameters: column {col} missing (give the optics table)")
-
-    def values(col: str, default: float = 0.0) -> np.ndarray:
-        if col in rows.columns:
-            return rows[col].to_numpy(dtype=np.float64)
-        return np.full(len(rows), default)
-
-    phase_col = "rlnPhaseShift" if "rlnPhaseShift" in rows.columns else "rlnCtfPhaseShift"
-    return {
-        "defocus_u": values("rlnDefocusU"),
-        "defocus_v": values("rlnDefocusV"),
-        "defocus_angle": values("rlnDefocusAngle"),
-        "voltage": values("rlnVoltage"),
-        "spherical_aberration": values("rlnSphericalAberration"),
-        "amplitude_contrast": values("rlnAmplitudeContrast"),
-        "phase_shift": values(phase_col),
-        "bfactor": values("rlnCtfBfactor"),
-    }
 
 
 def ctf_from_particles(

@@ -1,4 +1,4 @@
-"""Compiled CPU trilinear splat (numba), used by :class:`FourierAccumulator` when numba is installed.
+"""Compiled CPU trilinear splat (numba), used by :class:`cesped.reconstruction.numba_grid.NumbaGrid`.
 
 It does exactly what the torch path (``FourierAccumulator._splat``) does, one image point at a
 time: rotate ``(kx, ky, 0)``, move points with ``x < 0`` to their Friedel mate (conjugating the
@@ -8,7 +8,7 @@ atomics are needed. The per-image preparation (centring phase ramp, RELION's CTF
 vectorisable sine, weights) and the finalisation (Hermitian completion of the ``x = 0`` plane,
 Wiener-style division with the radial floor, gridding correction, soft mask) also run here, in
 compiled passes; the inverse FFT between them is
-:func:`cesped.reconstruction.fourier._windowed_irfftn`.
+:func:`cesped.reconstruction._inputs.windowed_irfftn`.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def splat_batch(grid, slabs, cols, img_of, kx, ky, re, im, w, c, dy, dx, block=2
     re, im, w : (B, P) float32, ``CTF·F`` real/imaginary parts and ``CTF²`` (weighted)
     c, dy, dx : int, grid centre offset for z/y and strides
     block : int, points per block. The loop runs over blocks of points, then over the images:
-        with the points ordered by radius (``FourierAccumulator`` does) and the images by slice
+        with the points ordered by radius (``image_points`` does) and the images by slice
         normal (``reconstruct`` does), one block of all images lands on a thin band of the grid
         that stays in cache (about 1.5x faster than image by image: the splat is memory-bound).
     """
