@@ -65,6 +65,7 @@ def default_threads() -> int:
 
 
 def load_star(star):
+    """A :class:`cesped.io.star.StarFile` from itself or a path; ``ValueError`` otherwise."""
     from cesped.io.star import StarFile, read_star
 
     if isinstance(star, StarFile):
@@ -75,6 +76,10 @@ def load_star(star):
 
 
 def particle_weights(particles, weights) -> np.ndarray | None:
+    """Per-particle weights (N,) float64 from an array or a column name; None stays None.
+
+    Raises ``ValueError`` for a missing column, a wrong length, negative or non-finite values.
+    """
     if weights is None:
         return None
     if isinstance(weights, str):
@@ -143,6 +148,7 @@ def ctf_params(parts) -> dict:
 
 
 def same_weights(a, b) -> bool:
+    """Whether two optional weight arrays are the same (both None, or equal values)."""
     if a is None or b is None:
         return a is None and b is None
     return np.array_equal(a, b)
