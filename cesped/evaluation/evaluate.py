@@ -426,7 +426,7 @@ def _pair_from_transforms(a, b, transforms, mask, voxel_size, label, out, curves
         out[f"FSCR0.5({label})_{flavour}_A"] = r05
 
 
-def _all_map_metrics(gt_maps, pred_maps, gt_avg, pred_avg, mask, voxel_size, out, curves) -> None:
+def _all_map_metrics(gt_maps, pred_maps, gt_avg, pred_avg, mask, voxel_size, out, curves, workers=None):
     """PCC and FSC of (GT0,GT1), (V0,V1) and (GT,V), each half-map transformed once per flavour.
 
     The averages' transforms are the averages of the half-maps' transforms (linearity), so
@@ -438,8 +438,8 @@ def _all_map_metrics(gt_maps, pred_maps, gt_avg, pred_avg, mask, voxel_size, out
     for flavour, m in (("unmasked", None), ("masked", mask)):
         if flavour == "masked" and mask is None:
             continue
-        g0, g1 = (map_transform(v, m) for v in gt_maps)
-        v0, v1 = (map_transform(v, m) for v in pred_maps)
+        g0, g1 = (map_transform(v, m, workers=workers) for v in gt_maps)
+        v0, v1 = (map_transform(v, m, workers=workers) for v in pred_maps)
         tr["GT0,GT1"][flavour] = (g0, g1)
         tr["V0,V1"][flavour] = (v0, v1)
         tr["GT,V"][flavour] = (0.5 * (g0 + g1), 0.5 * (v0 + v1))
@@ -642,7 +642,7 @@ def evaluate(
             0.5 * (halves[0].shifts_rmse + halves[1].shifts_rmse) if predictionType == "SO3xR2" else None
         )
         curves: dict = {}
-        _all_map_metrics(gt_maps, pred_maps, gt_avg, pred_avg, mask_arr, voxel_size, metrics, curves)
+        _all_map_metrics(gt_maps, pred_maps, gt_avg, pred_avg, mask_arr, voxel_size, metrics, curves, n_cpus)
         for flavour in ("unmasked", "masked"):
             if f"PCC(GT,V)_{flavour}" not in metrics:
                 continue
