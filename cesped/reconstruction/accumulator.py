@@ -289,12 +289,9 @@ def _choose_kernel(kernel: str, device: torch.device, dtype: torch.dtype) -> str
         raise ValueError(f"kernel must be 'auto', 'torch' or 'numba', got {kernel!r}")
     if kernel == "torch":
         return "torch"
-    ok = device.type == "cpu" and dtype == torch.float32
-    if ok:
-        try:
-            import numba  # noqa: F401
-        except ImportError:
-            ok = False
+    from cesped.reconstruction.numba_grid import numba_available
+
+    ok = device.type == "cpu" and dtype == torch.float32 and numba_available()
     if kernel == "numba" and not ok:
         raise ValueError("kernel='numba' needs numba installed, device='cpu' and dtype float32")
     return "numba" if ok else "torch"
