@@ -61,21 +61,34 @@ if cfg["act"] is not None:
     cfg["act"] = int(cfg["act"])
 torch.set_num_threads(cfg["threads"])
 torch.manual_seed(cfg["seed"])
-if cfg["probe"]:  # forward + backward throughput only, batch bs x copies of random images
-    from cesped.models.image2sphere import Image2Sphere
-    from cesped.training.losses import symmetric_cross_entropy
 
-    m = Image2Sphere(
+
+def build_model():
+    """The Image2Sphere of ``cfg`` (the probe and the training loop time the same model)."""
+    from cesped.models.image2sphere import Image2Sphere
+
+    return Image2Sphere(
         cfg["resnet"],
         stem_stride=cfg["stride"],
         width=cfg["width"],
         lmax=cfg["lmax"],
         s2_fdim=cfg["s2"],
         so3_fdim=cfg["so3"],
+        hp_order_projector=cfg["po"],
+        hp_order_s2=cfg["s2o"],
         hp_order_so3=cfg["o"],
         so3_act_resolution=cfg["act"],
+        label_frame=cfg["frame"],
+        projector_subset_fraction=cfg["subset"],
+        projector_activation=cfg["pact"],
         cache_dir=None,
     )
+
+
+if cfg["probe"]:  # forward + backward throughput only, batch bs x copies of random images
+    from cesped.training.losses import symmetric_cross_entropy
+
+    m = build_model()
     b = cfg["bs"] * cfg["copies"]
     x = torch.randn(b, 1, cfg["size"], cfg["size"])
     R = torch.linalg.qr(torch.randn(b, 3, 3))[0]
@@ -102,7 +115,6 @@ if cfg["probe"]:  # forward + backward throughput only, batch bs x copies of ran
     sys.exit(0)
 from cesped.data.augment import PoseAugmenter
 from cesped.geometry.errors import symmetry_aware_error
-from cesped.models.image2sphere import Image2Sphere
 from cesped.training.datamodule import collate_particles, open_particles
 from cesped.training.losses import symmetric_cross_entropy
 
@@ -118,22 +130,7 @@ t0 = time.time()
 (tr_ids, X, R, S, C), ds0 = load(0)
 (_, XV, RV, SV, CV), _ = load(1, cfg["nval"])
 print("loaded", X.shape, XV.shape, round(time.time() - t0, 1), "s", flush=True)
-m = Image2Sphere(
-    cfg["resnet"],
-    stem_stride=cfg["stride"],
-    width=cfg["width"],
-    lmax=cfg["lmax"],
-    s2_fdim=cfg["s2"],
-    so3_fdim=cfg["so3"],
-    hp_order_projector=cfg["po"],
-    hp_order_s2=cfg["s2o"],
-    hp_order_so3=cfg["o"],
-    so3_act_resolution=cfg["act"],
-    label_frame=cfg["frame"],
-    projector_subset_fraction=cfg["subset"],
-    projector_activation=cfg["pact"],
-    cache_dir=None,
-)
+m = build_model()
 opt = torch.optim.RAdam(m.parameters(), cfg["lr"], weight_decay=cfg["wd"])
 aug = PoseAugmenter(seed=cfg["seed"], p_mirror=cfg["mirror"])
 pix = float(ds0.sampling_rate)

@@ -11,6 +11,9 @@ value, or by an environment variable:
     Default: the per-user cache directory, e.g. ``~/.cache/cesped``.
 ``CESPED_ZENODO_URL``
     base URL of the records API, default ``https://zenodo.org/api/records/``.
+``OMP_NUM_THREADS``
+    CPU threads of the compiled reconstruction and the metrics' FFTs when no count is given
+    (default: the CPUs the process may use).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["benchmark_dir", "cache_dir", "zenodo_url"]
+__all__ = ["benchmark_dir", "cache_dir", "default_threads", "zenodo_url"]
 
 DEFAULT_ZENODO_URL = "https://zenodo.org/api/records/"
 
@@ -54,6 +57,18 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
     if env:
         return Path(os.path.expanduser(env))
     return Path(_platform_dirs().user_cache_dir)
+
+
+def default_threads() -> int:
+    """CPU threads when none are given: ``OMP_NUM_THREADS`` if set, else the CPUs this process
+    may use (its affinity mask)."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def zenodo_url(override: str | None = None) -> str:

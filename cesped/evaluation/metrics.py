@@ -18,10 +18,12 @@ Example usage::
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Sequence
 
 import numpy as np
+
+from cesped._numpy import as_float64 as _as_f64
+from cesped.settings import default_threads
 
 __all__ = [
     "fsc",
@@ -35,15 +37,6 @@ __all__ = [
 ]
 
 
-def _as_f64(x, name: str) -> np.ndarray:
-    if hasattr(x, "detach"):  # a torch tensor (converted without importing torch here)
-        x = x.detach().cpu().numpy()
-    a = np.asarray(x)
-    if np.iscomplexobj(a):
-        raise ValueError(f"{name}: expected a real map, got a complex array")
-    return a.astype(np.float64, copy=False)
-
-
 def _check_cube(a: np.ndarray, b: np.ndarray) -> int:
     if a.ndim != 3 or len(set(a.shape)) != 1:
         raise ValueError(f"maps must be cubic 3-D arrays (n, n, n), got shape {tuple(a.shape)}")
@@ -55,16 +48,8 @@ def _check_cube(a: np.ndarray, b: np.ndarray) -> int:
 def _rfftn(a: np.ndarray, workers: int | None) -> np.ndarray:
     import scipy.fft
 
-    return scipy.fft.rfftn(a, workers=_workers(workers)).reshape(-1)
-
-
-def _workers(workers: int | None) -> int:
-    if workers is not None:
-        return max(1, int(workers))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    n = default_threads() if workers is None else max(1, int(workers))
+    return scipy.fft.rfftn(a, workers=n).reshape(-1)
 
 
 @functools.lru_cache(maxsize=4)
@@ -101,7 +86,7 @@ def fsc(a, b, mask=None, workers: int | None = None) -> np.ndarray:
     mask : array-like (n, n, n), optional
         When given, both maps are multiplied by it before the transform (masked FSC).
     workers : int, optional
-        FFT threads (default: the CPUs this process may use).
+        FFT threads (default: :func:`cesped.settings.default_threads`).
 
     Returns
     -------
@@ -131,7 +116,7 @@ def map_transform(vol, mask=None, workers: int | None = None) -> np.ndarray:
     mask : array-like (n, n, n), optional
         Multiplies the map before the transform.
     workers : int, optional
-        FFT threads (default: the CPUs this process may use).
+        FFT threads (default: :func:`cesped.settings.default_threads`).
 
     Returns
     -------

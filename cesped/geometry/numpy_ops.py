@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from cesped._numpy import as_float64
 from cesped.geometry._formulas import relion_matrix_rows, rotation_angle_parts
 from cesped.geometry.symmetry import symmetry_matrices_np
 
@@ -30,12 +31,7 @@ __all__ = [
 
 
 def _float64(x, name: str, tail: tuple[int, ...]) -> np.ndarray:
-    if hasattr(x, "detach"):  # a torch tensor, converted without importing torch here
-        x = x.detach().cpu().numpy()
-    a = np.asarray(x)
-    if np.iscomplexobj(a):
-        raise ValueError(f"{name}: complex values are not rotations")
-    a = a.astype(np.float64, copy=False)
+    a = as_float64(x, name)
     if a.ndim < len(tail) or a.shape[a.ndim - len(tail) :] != tail:
         want = ", ".join(map(str, tail))
         raise ValueError(f"{name}: expected shape (..., {want}), got {a.shape}")
@@ -112,10 +108,7 @@ def viewing_direction_error(R_true, R_pred, symmetry: str = "C1") -> np.ndarray:
 
 
 def _as_1d_float64(x, name: str) -> np.ndarray:
-    if hasattr(x, "detach"):  # a torch tensor
-        x = x.detach().cpu().numpy()
-    arr = np.asarray(x, dtype=np.float64).reshape(-1)
-    return arr
+    return as_float64(x, name).reshape(-1)
 
 
 def mean_angular_error(err) -> float:

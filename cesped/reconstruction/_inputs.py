@@ -53,17 +53,6 @@ def image_points(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     return flat, kxx.reshape(-1)[flat], kyy.reshape(-1)[flat], mult.reshape(-1)[flat]
 
 
-def default_threads() -> int:
-    """Threads when none are given: ``OMP_NUM_THREADS`` if set, else the CPUs this process may use."""
-    env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def load_star(star):
     """A :class:`cesped.io.star.StarFile` from itself or a path; ``ValueError`` otherwise."""
     from cesped.io.star import StarFile, read_star

@@ -33,7 +33,6 @@ import numpy as np
 from cesped.reconstruction._inputs import (
     AUTO_POINTS_PER_CHUNK,
     Variant,
-    image_points,
     load_star,
     particle_weights,
     pose_arrays,
@@ -186,13 +185,11 @@ def reconstruct_many(
     use_numba = kernel != "torch" and on_cpu and numba_available()
     if kernel == "numba" and not use_numba:
         raise ValueError("kernel='numba' needs numba installed and device='cpu'")
-    n_points = image_points(box)[0].shape[0]
-    if batch_size is None:
-        batch_size = max(1, AUTO_POINTS_PER_CHUNK // max(1, n_points * sym.shape[0]))
     order = slice_plane_order(variants[0].rotmats)
     vols = []
     if use_numba:
         grids = [NumbaGrid(box, pad, sym, n_threads) for _ in variants]
+        batch_size = _chunk_size(batch_size, grids[0].n_points, sym.shape[0])
         insert_star_chunks(grids, src, parts, order, variants, batch_size, ctf, voxel_size)
         for i in range(len(grids)):
             vols.append(grids[i].finalize())
@@ -206,12 +203,20 @@ def reconstruct_many(
     accs = [
         FourierAccumulator(box, pad=pad, symmetry_matrices=sym, device=dev, kernel="torch") for _ in variants
     ]
+    batch_size = _chunk_size(batch_size, accs[0].n_points, sym.shape[0])
     with torch_threads(n_threads), torch.no_grad():
         insert_star_chunks_torch(accs, src, parts, order, variants, batch_size, ctf)
         for i in range(len(accs)):
             vols.append(accs[i].finalize().cpu().numpy())
             accs[i] = None
     return vols, voxel_size
+
+
+def _chunk_size(batch_size: int | None, n_points: int, n_sym: int) -> int:
+    """Images per chunk: as given, else about ``AUTO_POINTS_PER_CHUNK`` inserted points."""
+    if batch_size is not None:
+        return int(batch_size)
+    return max(1, AUTO_POINTS_PER_CHUNK // max(1, n_points * n_sym))
 
 
 def __getattr__(name: str):

@@ -13,13 +13,13 @@ import numpy as np
 
 from cesped.reconstruction._inputs import (
     ctf_params,
-    default_threads,
     image_points,
     read_chunk,
     same_weights,
     windowed_irfftn,
     z_slabs,
 )
+from cesped.settings import default_threads
 
 __all__ = ["NumbaGrid", "numba_available", "insert_star_chunks"]
 
