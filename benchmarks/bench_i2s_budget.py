@@ -10,6 +10,10 @@ Example usage (the README's figures; run on an idle machine)::
     CESPED_BENCHMARK_DIR=... python benchmarks/bench_i2s_budget.py minutes=4 width=32 stride=16
     python benchmarks/bench_i2s_budget.py probe=1 width=64      # and width=32
     python benchmarks/bench_i2s_budget.py minutes=3 width=32 stride=16 mirror=0.5 sched=cos lr=2e-3 frame=identity
+    # session-4 ablations (6 minutes each, README "Accuracy of the baseline"): the training target,
+    # the non-equivariant read-out, the optimiser, the batch, the input size, a 1x1 feature map
+    python benchmarks/bench_i2s_budget.py minutes=6 width=32 stride=16 mirror=0.5 sched=cos lr=2e-3 eval_every=120 target=exact
+    ... direct=1 | opt=adam | bs=16 | size=24 | stride=32 ; probe=1 cl=1 (channels-last trunk)
 """
 # ruff: noqa: E402, E501  (a script: arguments are parsed before the heavy imports)
 
@@ -52,6 +56,10 @@ cfg = dict(
     clip=5.0,
     pact="none",
     seed=0,
+    target="nearest",
+    direct=0,
+    opt="radam",
+    cl=0,
 )
 for a in sys.argv[1:]:
     k, v = a.split("=", 1)
@@ -82,6 +90,8 @@ def build_model():
         projector_subset_fraction=cfg["subset"],
         projector_activation=cfg["pact"],
         cache_dir=None,
+        direct_path=bool(cfg["direct"]),
+        channels_last=bool(cfg["cl"]),
     )
 
 
@@ -116,7 +126,7 @@ if cfg["probe"]:  # forward + backward throughput only, batch bs x copies of ran
 from cesped.data.augment import PoseAugmenter
 from cesped.geometry.errors import symmetry_aware_error
 from cesped.training.datamodule import collate_particles, open_particles
-from cesped.training.losses import symmetric_cross_entropy
+from cesped.training.losses import exact_label_cross_entropy, symmetric_cross_entropy
 
 
 def load(h, n=None):
@@ -131,7 +141,9 @@ t0 = time.time()
 (_, XV, RV, SV, CV), _ = load(1, cfg["nval"])
 print("loaded", X.shape, XV.shape, round(time.time() - t0, 1), "s", flush=True)
 m = build_model()
-opt = torch.optim.RAdam(m.parameters(), cfg["lr"], weight_decay=cfg["wd"])
+opt = {"radam": torch.optim.RAdam, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg["opt"]](
+    m.parameters(), cfg["lr"], weight_decay=cfg["wd"]
+)
 aug = PoseAugmenter(seed=cfg["seed"], p_mirror=cfg["mirror"])
 pix = float(ds0.sampling_rate)
 sym = "C1"
@@ -227,8 +239,12 @@ while True:
                     * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
                     * min(1.0, (step + 1) / 50)
                 )
-        lg = m.grid_logits(m(x.contiguous()))
-        loss = symmetric_cross_entropy(lg, m.target_indices(r.float()), None, cfg["ls"])
+        co = m(x.contiguous())
+        if cfg["target"] == "nearest":
+            loss = symmetric_cross_entropy(m.grid_logits(co), m.target_indices(r.float()), None, cfg["ls"])
+        else:  # exact: the signal at the label; normaliser on the fixed or a randomly turned grid
+            lg = m.jittered_grid_logits(co) if cfg["target"] == "exact" else m.grid_logits(co)
+            loss = exact_label_cross_entropy(m.label_values(co, r), lg, None, cfg["ls"])
         opt.zero_grad()
         loss.backward()
         if cfg["clip"] > 0:

@@ -53,6 +53,7 @@ class Image2SphereHead(nn.Module):
         so3_act_resolution: int | None = None,
         so3_kernel_max_beta_deg: float = 22.5,
         cache_dir: str | os.PathLike | None = None,
+        direct_path: bool = False,
     ) -> None:
         super().__init__()
         self.projector = HemisphereProjector(
@@ -68,14 +69,26 @@ class Image2SphereHead(nn.Module):
         self.so3_act = SO3Activation(lmax, so3_act_resolution, cache_dir=cache_dir)
         self.so3_conv = SO3Conv(so3_fdim, 1, lmax, so3_kernel_max_beta_deg)
         self.dim = so3_dim(lmax)
+        self.so3_fdim = int(so3_fdim)
+        # optional non-equivariant path: the 2x2-pooled feature map read linearly into the hidden
+        # SO(3) signal, added to the S2 convolution's output (zero at initialisation)
+        self.direct = None
+        if direct_path:
+            self.direct = nn.Sequential(
+                nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4 * in_channels, self.so3_fdim * self.dim)
+            )
+            nn.init.zeros_(self.direct[-1].weight)
+            nn.init.zeros_(self.direct[-1].bias)
         # grid logits have std ≈ √dim · std(coefficients): scale the last layer so that the initial
         # output is close to uniform (loss ≈ ln N) instead of confidently random (loss ≈ 5 ln N)
         with torch.no_grad():
             self.so3_conv.weight.mul_(1.0 / math.sqrt(self.dim))
 
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
-        x = self.projector(fmap)
-        x = self.so3_act(self.s2_conv(x))
+        x = self.s2_conv(self.projector(fmap))
+        if self.direct is not None:
+            x = x + self.direct(fmap).reshape(x.shape)
+        x = self.so3_act(x)
         return self.so3_conv(x)[:, 0]
 
 
@@ -111,6 +124,11 @@ class Image2Sphere(nn.Module):
         keep a 4x4 or 8x8 feature map for 64 px images.
     width : int
         Channels of the ResNet stem (64: torchvision's; smaller for CPU configurations).
+    direct_path : bool
+        Also read the (2x2-pooled) feature map linearly into the hidden SO(3) signal, a path
+        without the projector's in-plane equivariance (off: the Image2Sphere architecture).
+    channels_last : bool
+        Channels-last memory layout for the ResNet trunk (faster on CPU, same result).
 
     Shapes
     ------
@@ -138,9 +156,11 @@ class Image2Sphere(nn.Module):
         cache_dir: str | os.PathLike | None = None,
         stem_stride: int = 32,
         width: int = 64,
+        direct_path: bool = False,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
-        self.encoder = ResNetEncoder(resnet, pretrained, tuple(sigmas), stem_stride, width)
+        self.encoder = ResNetEncoder(resnet, pretrained, tuple(sigmas), stem_stride, width, channels_last)
         self.head = Image2SphereHead(
             self.encoder.out_channels,
             lmax,
@@ -154,6 +174,7 @@ class Image2Sphere(nn.Module):
             so3_act_resolution,
             so3_kernel_max_beta_deg,
             cache_dir,
+            direct_path,
         )
         self.output_grid = OutputGrid(lmax, hp_order_so3, cache_dir)
         self.register_buffer("frame", label_frame_matrix(label_frame), persistent=False)
@@ -202,6 +223,57 @@ class Image2Sphere(nn.Module):
         else:
             expanded = symmetry_matrices.to(r)[None] @ r[:, None]  # (B, G, 3, 3)
         return self.output_grid.nearest(self.to_network_frame(expanded))
+
+    def label_values(
+        self, coeffs: torch.Tensor, rotmats: torch.Tensor, symmetry_matrices: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The SO(3) signal at the exact symmetry-expanded labels ``S_g·R`` (not their grid cells).
+
+        Parameters
+        ----------
+        coeffs : (B, Σ_l (2l+1)²) flat Wigner coefficients (the network's output).
+        rotmats : (B, 3, 3) data-frame labels ``R = Aᵀ``.
+        symmetry_matrices : (G, 3, 3), optional (default: identity only).
+
+        Returns
+        -------
+        torch.Tensor (B, G)
+            ``f(S_g·R·K)``; differentiable in ``coeffs``. Memory ``B × G × Σ(2l+1)²`` floats.
+        """
+        from e3nn import o3
+
+        from cesped.models.so3_grid import flat_wigner
+
+        r = rotmats.to(torch.float64)
+        expanded = r[:, None] if symmetry_matrices is None else symmetry_matrices.to(r)[None] @ r[:, None]
+        net = self.to_network_frame(expanded)
+        w = flat_wigner(self.lmax, *o3.matrix_to_angles(net)).to(coeffs.dtype)  # (B, G, dim)
+        return (w @ coeffs[:, :, None])[..., 0]
+
+    def jittered_grid_logits(self, coeffs: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, N)`` on the output grid turned by a uniformly random rotation per image.
+
+        Value ``n`` of image ``b`` is ``f(R_n·Q_b)`` with ``Q_b`` uniform on SO(3) (torch's global
+        RNG): every point of the turned grid is uniformly distributed, so ``logsumexp`` over it is
+        an unbiased-in-expectation quadrature of the partition function that a sharp peak placed
+        between the fixed grid's rotations cannot exploit.
+        """
+        from e3nn import o3
+
+        a, b, g = o3.rand_angles(coeffs.shape[0], dtype=torch.float64, device=coeffs.device)
+        return self.output_grid.logits(self._right_rotate_per_image(coeffs, a, b, g))
+
+    def _right_rotate_per_image(self, coeffs, a, b, g) -> torch.Tensor:
+        from e3nn import o3
+
+        out, off = [], 0
+        for l in range(self.lmax + 1):
+            n = 2 * l + 1
+            d = o3.wigner_D(l, a, b, g).to(coeffs)  # (B, n, n)
+            block = coeffs[:, off : off + n * n].reshape(-1, n, n)
+            out.append((block @ d.transpose(1, 2)).flatten(-2))
+            off += n * n
+        return torch.cat(out, -1)
 
     # ----------------------------------------------------------------- rot90 averaging
     def right_rotate_coeffs(self, coeffs: torch.Tensor, angles: tuple[float, float, float]) -> torch.Tensor:

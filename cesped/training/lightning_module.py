@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from cesped.training.losses import symmetric_cross_entropy
+from cesped.training.losses import exact_label_cross_entropy, symmetric_cross_entropy
 
 __all__ = ["Image2SphereModule"]
 
@@ -36,6 +36,11 @@ class Image2SphereModule(L.LightningModule):
     symmetry : str
         Point group of the entry (``"C1"``, ``"C2"``, ``"D2"`` ...): labels are expanded to ``S_g·R``.
     label_smoothing : float
+    target : {"nearest", "exact"}
+        ``"nearest"``: cross-entropy against the nearest output-grid cells of the labels (the
+        paper's eq. 11). ``"exact"``: the signal read at the exact labels, normalised over the
+        output grid turned by a random rotation per image during training (the fixed grid in
+        validation), :func:`cesped.training.losses.exact_label_cross_entropy`.
     use_confidence_weights : bool
         Weight each image's loss by its ground-truth confidence (eq. 11).
     monitor : str
@@ -55,11 +60,14 @@ class Image2SphereModule(L.LightningModule):
         scheduler: dict | None = None,
         symmetry: str = "C1",
         label_smoothing: float = 0.0,
+        target: str = "nearest",
         use_confidence_weights: bool = True,
         monitor: str = "val_error_degs",
         data_config: dict | None = None,
     ) -> None:
         super().__init__()
+        if target not in ("nearest", "exact"):
+            raise ValueError(f"target must be 'nearest' or 'exact', got {target!r}")
         self.save_hyperparameters()
         from cesped.geometry.symmetry import symmetry_matrices
 
@@ -76,10 +84,19 @@ class Image2SphereModule(L.LightningModule):
 
         _, images, rotmats, _, conf = batch
         coeffs = self.model(images)
-        logits = self.model.grid_logits(coeffs)
-        targets = self.model.target_indices(rotmats, self.sym_mats)
         weights = conf if self.hparams.use_confidence_weights else None
-        loss = symmetric_cross_entropy(logits, targets, weights, self.hparams.label_smoothing)
+        if self.hparams.get("target", "nearest") == "exact":
+            values = self.model.label_values(coeffs, rotmats, self.sym_mats)
+            if self.training:
+                quad = self.model.jittered_grid_logits(coeffs)
+                logits = self.model.grid_logits(coeffs.detach())
+            else:
+                quad = logits = self.model.grid_logits(coeffs)
+            loss = exact_label_cross_entropy(values, quad, weights, self.hparams.label_smoothing)
+        else:
+            logits = self.model.grid_logits(coeffs)
+            targets = self.model.target_indices(rotmats, self.sym_mats)
+            loss = symmetric_cross_entropy(logits, targets, weights, self.hparams.label_smoothing)
         with torch.no_grad():
             pred = self.model.to_data_frame(self.model.output_grid.rotations(logits.argmax(1)))
             err = symmetry_aware_error(rotmats.double(), pred.double(), self.symmetry)

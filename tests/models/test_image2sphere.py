@@ -251,3 +251,27 @@ def test_stem_stride_sets_the_feature_map_size():
             assert enc(x).shape == (1, 512, side, side)
     with pytest.raises(ValueError, match="stem_stride"):
         ResNetEncoder("resnet18", stem_stride=4)
+
+
+def test_direct_path_starts_at_zero_and_learns():
+    """The optional non-equivariant path adds nothing at initialisation and receives gradients."""
+    torch.manual_seed(8)
+    plain = Image2Sphere(**SMALL).eval()
+    torch.manual_seed(8)
+    direct = Image2Sphere(**SMALL, direct_path=True).eval()
+    missing = direct.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("head.direct.") for k in missing)
+    x = torch.randn(2, 1, 64, 64)
+    torch.testing.assert_close(direct(x), plain(x))
+    direct(x).square().sum().backward()
+    assert float(direct.head.direct[-1].weight.grad.abs().max()) > 0
+
+
+def test_channels_last_trunk_gives_the_same_output():
+    torch.manual_seed(9)
+    ref = Image2Sphere(**SMALL).eval()
+    cl = Image2Sphere(**SMALL, channels_last=True).eval()
+    cl.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 1, 64, 64)
+    torch.testing.assert_close(cl(x), ref(x), rtol=1e-4, atol=1e-4)
+    assert cl.encoder.trunk[0].weight.is_contiguous(memory_format=torch.channels_last)
