@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -50,6 +51,7 @@ def train(cfg: DictConfig) -> dict:
         else None,
         symmetry=datamodule.symmetry,
         label_smoothing=float(cfg.model.label_smoothing),
+        target=str(cfg.model.get("target", "nearest")),
         use_confidence_weights=bool(cfg.model.use_confidence_weights),
         data_config=OmegaConf.to_container(cfg.data.dataset_kwargs, resolve=True)
         if cfg.data.get("dataset_kwargs")
@@ -67,11 +69,14 @@ def train(cfg: DictConfig) -> dict:
             fh.write(OmegaConf.to_yaml(saved, resolve=True))
     last = ckpt_dir / "last.ckpt"
     ckpt_path = str(last) if cfg.get("resume") and last.is_file() else None
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    with warnings.catch_warnings():
+        # the directory holds our config.yaml (and last.ckpt on resume): expected, not a problem
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     best = None
     for cb in callbacks:
-        if isinstance(cb, L.pytorch.callbacks.ModelCheckpoint) and cb.best_model_path:
+        if isinstance(cb, L.pytorch.callbacks.ModelCheckpoint) and cb.monitor and cb.best_model_path:
             best = cb.best_model_path
     result = {
         "best_ckpt": best,

@@ -22,7 +22,9 @@ def test_every_experiment_composes_and_resolves(experiment, trainer):
     assert plain["data"]["halfset"] == plain["halfset"] and plain["data"]["entry"] == plain["entry"]
     assert plain["trainer"]["_target_"] == "lightning.pytorch.Trainer"
     assert plain["callbacks"]["model_checkpoint"]["dirpath"].endswith(f"{plain['entry']}/half0/checkpoints")
-    assert plain["callbacks"]["model_checkpoint"]["save_last"] is True
+    last = plain["callbacks"]["last_checkpoint"]
+    assert last["filename"] == "last" and last["monitor"] is None
+    assert last["dirpath"] == plain["callbacks"]["model_checkpoint"]["dirpath"]
     assert plain["optimizer"]["optimizer"]["_target_"] == "torch.optim.RAdam"
     assert plain["optimizer"]["optimizer"]["weight_decay"] == 1e-5
     if experiment == "demo":  # a fixed epoch budget: warm-up + cosine, stepped per batch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -172,14 +173,36 @@ def test_ddp_two_processes_on_cpu(tiny_entry, tmp_path):
 
 
 def test_cosine_schedule_spans_the_epoch_budget(tiny_entry, tmp_path):
-    """optimizer=radam_cosine: total_steps from the trainer (2 epochs x 2 batches), stepped per batch."""
+    """optimizer=radam_cosine: total_steps from the trainer (2 epochs x 2 batches), stepped per batch.
+    The same run trains with ``model.target=exact``, which must reach the module."""
     from cesped.training.train import train
 
     out = tmp_path / "cos"
-    extra = ["optimizer=radam_cosine", "optimizer.scheduler.warmup_steps=1", "predict_other_half=false"]
-    train(_cfg(tiny_entry, out, extra))
+    extra = [
+        "optimizer=radam_cosine",
+        "optimizer.scheduler.warmup_steps=1",
+        "predict_other_half=false",
+        "model.target=exact",
+    ]
+    result = train(_cfg(tiny_entry, out, extra))
+    assert math.isfinite(result["metrics"]["train_loss"])
     ck = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ck["hyper_parameters"]["target"] == "exact"
     assert ck["lr_schedulers"][0]["last_epoch"] == 4  # one scheduler step per batch
     lr = ck["optimizer_states"][0]["param_groups"][0]["lr"]
     # after the whole budget the factor is min_factor (0.02) of the initial 2e-3
     assert lr == pytest.approx(0.02 * 2e-3, rel=1e-6)
+
+
+def test_last_checkpoint_is_written_every_epoch_even_without_a_new_best(tiny_entry, tmp_path):
+    """Monitoring ``epoch`` (mode min) makes epoch 0 the only best: last.ckpt must still be the
+    final epoch's, so that resume=true loses at most one epoch."""
+    from cesped.training.train import train
+
+    out = tmp_path / "last"
+    extra = ["callbacks.model_checkpoint.monitor=epoch", "trainer.max_epochs=3", "predict_other_half=false"]
+    result = train(_cfg(tiny_entry, out, extra))
+    ck = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ck["epoch"] == 2 and ck["global_step"] == 6
+    best = [p.name for p in (out / "checkpoints").glob("best-*.ckpt")]
+    assert best == ["best-epoch000-err" + best[0].split("-err")[1]] and result["best_ckpt"].endswith(best[0])
