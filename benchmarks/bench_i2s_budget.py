@@ -96,32 +96,39 @@ def build_model():
 
 
 if cfg["probe"]:  # forward + backward throughput only, batch bs x copies of random images
+    # with cl=1 the channels-last model and the same model in the default layout are timed
+    # alternately in this run (reference: the default layout), and their ratio is printed
     from cesped.training.losses import symmetric_cross_entropy
 
-    m = build_model()
     b = cfg["bs"] * cfg["copies"]
     x = torch.randn(b, 1, cfg["size"], cfg["size"])
     R = torch.linalg.qr(torch.randn(b, 3, 3))[0]
     R = R * torch.det(R)[:, None, None]
+    models = {"cesped": build_model()}
+    if cfg["cl"]:
+        cfg["cl"] = 0
+        models["reference_contiguous"] = build_model()
+        models["reference_contiguous"].load_state_dict(models["cesped"].state_dict())
+        cfg["cl"] = 1
 
-    def step():
+    def step(m):
         symmetric_cross_entropy(m.grid_logits(m(x)), m.target_indices(R)).backward()
 
-    step()
-    t = time.time()
-    for _ in range(5):
-        step()
-    print(
-        json.dumps(
-            {
-                "name": "i2s_fwd_bwd_images_per_s",
-                "value": round(5 * b / (time.time() - t), 1),
-                "unit": "images/s",
-                "config": cfg,
-            }
-        ),
-        flush=True,
-    )
+    secs = {k: [] for k in models}
+    for m in models.values():
+        step(m)
+    for _ in range(3):  # alternate, best of 3 rounds of 5 steps each
+        for k, m in models.items():
+            t = time.time()
+            for _ in range(5):
+                step(m)
+            secs[k].append(time.time() - t)
+    rate = {k: 5 * b / min(v) for k, v in secs.items()}
+    line = {"name": "i2s_fwd_bwd_images_per_s", "value": round(rate["cesped"], 1), "unit": "images/s"}
+    if "reference_contiguous" in rate:
+        line["reference"] = round(rate["reference_contiguous"], 1)
+        line["ratio"] = round(rate["cesped"] / rate["reference_contiguous"], 3)
+    print(json.dumps({**line, "config": cfg}), flush=True)
     sys.exit(0)
 from cesped.data.augment import PoseAugmenter
 from cesped.geometry.errors import symmetry_aware_error
