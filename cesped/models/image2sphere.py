@@ -260,38 +260,27 @@ class Image2Sphere(nn.Module):
         """
         from e3nn import o3
 
-        a, b, g = o3.rand_angles(coeffs.shape[0], dtype=torch.float64, device=coeffs.device)
-        return self.output_grid.logits(self._right_rotate_per_image(coeffs, a, b, g))
-
-    def _right_rotate_per_image(self, coeffs, a, b, g) -> torch.Tensor:
-        from e3nn import o3
-
-        out, off = [], 0
-        for l in range(self.lmax + 1):
-            n = 2 * l + 1
-            d = o3.wigner_D(l, a, b, g).to(coeffs)  # (B, n, n)
-            block = coeffs[:, off : off + n * n].reshape(-1, n, n)
-            out.append((block @ d.transpose(1, 2)).flatten(-2))
-            off += n * n
-        return torch.cat(out, -1)
+        angles = o3.rand_angles(coeffs.shape[0], dtype=torch.float64, device=coeffs.device)
+        return self.output_grid.logits(self.right_rotate_coeffs(coeffs, angles))
 
     # ----------------------------------------------------------------- rot90 averaging
-    def right_rotate_coeffs(self, coeffs: torch.Tensor, angles: tuple[float, float, float]) -> torch.Tensor:
+    def right_rotate_coeffs(self, coeffs: torch.Tensor, angles) -> torch.Tensor:
         """Coefficients of ``g(L) = f(L·Q)`` from those of ``f``, ``Q = Ry(α)Rx(β)Ry(γ)`` (e3nn angles, rad).
 
         Per degree ``l`` the ``(2l+1, 2l+1)`` block ``c_l`` becomes ``c_l · D^l(Q)ᵀ``, because the
         logit is ``f(L) = Σ_l √(2l+1) Σ_im D^l(L)_im c_l,im`` and ``D(L·Q) = D(L)·D(Q)``.
-        Shapes: ``(..., Σ_l (2l+1)²)`` -> same.
+        ``angles`` is ``(α, β, γ)``: three floats (one ``Q`` for all) or three ``(B,)`` tensors (one
+        ``Q`` per image). Shapes: ``(..., Σ_l (2l+1)²)`` -> same.
         """
         from e3nn import o3
 
-        a, b, g = (torch.tensor(float(v), dtype=torch.float64) for v in angles)
+        a, b, g = (torch.as_tensor(v, dtype=torch.float64) for v in angles)
         out, off = [], 0
         for l in range(self.lmax + 1):
             n = 2 * l + 1
-            d = o3.wigner_D(l, a, b, g).to(coeffs)
+            d = o3.wigner_D(l, a, b, g).to(coeffs)  # (n, n) or (B, n, n)
             block = coeffs[..., off : off + n * n].reshape(*coeffs.shape[:-1], n, n)
-            out.append((block @ d.T).flatten(-2))
+            out.append((block @ d.transpose(-1, -2)).flatten(-2))
             off += n * n
         return torch.cat(out, -1)
 

@@ -85,6 +85,13 @@ def test_jittered_grid_is_an_unbiased_quadrature_of_the_partition_function(model
     draws = torch.stack([torch.exp(model.jittered_grid_logits(c.expand(64, -1))).mean(1) for _ in range(4)])
     est = draws.mean()
     assert abs(float(est / ref) - 1) < 0.01
+    # per-image angles turn each image by its own rotation, as the one-rotation call does
+    c3 = torch.randn(3, DIM)
+    ang = [torch.tensor([0.3, -1.2, 2.0], dtype=torch.float64) * k for k in (1.0, 0.7, -0.4)]
+    batched = model.right_rotate_coeffs(c3, ang)
+    for i in range(3):
+        one = model.right_rotate_coeffs(c3[i : i + 1], tuple(float(v[i]) for v in ang))
+        torch.testing.assert_close(batched[i : i + 1], one)
     # and the turned grid really moves: two draws of one image differ
     a, b = model.jittered_grid_logits(c.expand(2, -1))
     assert float((a - b).abs().max()) > 1e-2
