@@ -240,14 +240,28 @@ class Image2Sphere(nn.Module):
         torch.Tensor (B, G)
             ``f(S_g·R·K)``; differentiable in ``coeffs``. Memory ``B × G × Σ(2l+1)²`` floats.
         """
+        r = rotmats.to(torch.float64)
+        expanded = r[:, None] if symmetry_matrices is None else symmetry_matrices.to(r)[None] @ r[:, None]
+        return self.signal_at(coeffs, self.to_network_frame(expanded))
+
+    def signal_at(self, coeffs: torch.Tensor, net_rotmats: torch.Tensor) -> torch.Tensor:
+        """The SO(3) signal ``f`` at arbitrary network-frame rotations (not restricted to a grid).
+
+        Parameters
+        ----------
+        coeffs : (B, Σ_l (2l+1)²) flat Wigner coefficients.
+        net_rotmats : (B, K, 3, 3) rotations ``L`` in the network frame (converted to float64 for
+            the Euler angles).
+
+        Returns
+        -------
+        torch.Tensor (B, K), differentiable in ``coeffs``; memory ``B × K × Σ(2l+1)²`` floats.
+        """
         from e3nn import o3
 
         from cesped.models.so3_grid import flat_wigner
 
-        r = rotmats.to(torch.float64)
-        expanded = r[:, None] if symmetry_matrices is None else symmetry_matrices.to(r)[None] @ r[:, None]
-        net = self.to_network_frame(expanded)
-        w = flat_wigner(self.lmax, *o3.matrix_to_angles(net)).to(coeffs.dtype)  # (B, G, dim)
+        w = flat_wigner(self.lmax, *o3.matrix_to_angles(net_rotmats.double())).to(coeffs.dtype)
         return (w @ coeffs[:, :, None])[..., 0]
 
     def jittered_grid_logits(self, coeffs: torch.Tensor) -> torch.Tensor:
@@ -361,10 +375,6 @@ class Image2Sphere(nn.Module):
         return self.to_data_frame(net), probs
 
     def _refine(self, coeffs: torch.Tensor, best: torch.Tensor, spacing: float, steps: int) -> torch.Tensor:
-        from e3nn import o3
-
-        from cesped.models.so3_grid import flat_wigner
-
         offs = torch.stack(torch.meshgrid(*[torch.tensor([-1.0, 0.0, 1.0])] * 3, indexing="ij"), -1).reshape(
             -1, 3
         )
@@ -373,9 +383,7 @@ class Image2Sphere(nn.Module):
             spacing = spacing / 2
             delta = torch.linalg.matrix_exp(_skew(offs * spacing))  # (27, 3, 3)
             cand = best[:, None] @ delta[None]  # (B, 27, 3, 3)
-            a, b, g = o3.matrix_to_angles(_orthonormalise(cand.double()))
-            w = flat_wigner(self.lmax, a, b, g).to(coeffs.dtype)  # (B, 27, dim)
-            val = (w @ coeffs[:, :, None])[..., 0]
+            val = self.signal_at(coeffs, _orthonormalise(cand.double()))  # (B, 27)
             best = cand[torch.arange(best.shape[0]), val.argmax(1)]
         return best
 

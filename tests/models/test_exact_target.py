@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from cesped.geometry.errors import angular_distance
 from cesped.geometry.symmetry import symmetry_matrices
 from cesped.models.image2sphere import Image2Sphere
 from cesped.models.so3_grid import OutputGrid
@@ -30,11 +31,6 @@ DIM = 165  # Σ_{l<=4} (2l+1)²
 def model():
     torch.manual_seed(0)
     return Image2Sphere(**SMALL).eval()
-
-
-def _angle_deg(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    tr = (a.transpose(-1, -2) @ b).diagonal(dim1=-2, dim2=-1).sum(-1)
-    return torch.rad2deg(torch.arccos(((tr - 1) / 2).clamp(-1, 1)))
 
 
 def test_label_values_equal_grid_logits_at_grid_rotations_and_expand_symmetry(model):
@@ -108,7 +104,7 @@ def test_exact_target_puts_the_peak_on_the_label_not_on_its_grid_cell(model):
     skew = (rel - rel.T) * (ang / (2 * math.sin(ang)))
     mid = g[0] @ torch.linalg.matrix_exp(0.5 * skew)
     label = model.to_data_frame(mid)[None].float()
-    off_grid = float(_angle_deg(label, model.to_data_frame(g[:1]))[0])
+    off_grid = float(angular_distance(label, model.to_data_frame(g[:1]))[0])
     assert off_grid > 3.0
 
     def train(target: str) -> float:
@@ -124,7 +120,7 @@ def test_exact_target_puts_the_peak_on_the_label_not_on_its_grid_cell(model):
             loss.backward()
             opt.step()
         pred, _ = model.predict_from_coeffs(x.detach(), order=3, refine_steps=5)
-        return float(_angle_deg(pred[:, 0], label)[0])
+        return float(angular_distance(pred[:, 0], label)[0])
 
     err_exact, err_nearest = train("exact"), train("nearest")
     assert err_exact < 3.0, (err_exact, err_nearest, off_grid)
