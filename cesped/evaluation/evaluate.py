@@ -26,6 +26,7 @@ The paper's columns (``metrics.csv``) take the masked values when a mask is used
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -33,7 +34,8 @@ import pandas as pd
 
 from cesped.evaluation import reconstruct
 from cesped.evaluation.entry import resolve_entry
-from cesped.evaluation.masks import load_mask
+from cesped.evaluation.ground_truth import read_ground_truth, stack_pixel_size_warnings
+from cesped.evaluation.masks import select_mask
 from cesped.evaluation.outputs import summary_table, write_outputs
 from cesped.evaluation.plot_thread import BackgroundPlots
 from cesped.evaluation.predictions import (  # noqa: F401  (ANGLES, FOM, IMAGE: re-exported)
@@ -52,6 +54,7 @@ from cesped.evaluation.scores import (
     paper_columns,
     pose_metrics,
 )
+from cesped.evaluation.staging import StagedOutdir
 
 __all__ = ["evaluate", "summary_table", "PAPER_COLUMNS", "prepare_predictions", "PREDICTION_TYPES"]
 
@@ -73,6 +76,7 @@ def evaluate(
     use_cache: bool = True,
     plots: bool = True,
     verbose: bool = False,
+    symmetry: str | None = None,
 ) -> dict:
     """Evaluate predicted poses of both half-sets of an entry; return the metrics.
 
@@ -80,25 +84,32 @@ def evaluate(
     ----------
     targetName : str
         Entry name (e.g. "10280", "TEST"), or the path of an entry directory holding
-        ``particles_{0,1}.star`` (and optionally ``info_0.json``, ``mask.mrc``).
+        ``particles_{0,1}.star``, ``info_{0,1}.json`` (the symmetry; without them ``symmetry``
+        is required) and optionally ``mask.mrc``.
     half0PredsFname, half1PredsFname : path
         RELION star files with the predictions for half-set 0 and 1.
     predictionType : {"S2", "SO3", "SO3xR2"}
         What was predicted: viewing direction (rot, tilt), rotation, or rotation and shifts.
     usePredConfidence : bool
-        Weight particles by the predicted ``rlnParticleFigureOfMerit`` when reconstructing.
+        Weight particles by the predicted ``rlnParticleFigureOfMerit`` when reconstructing the
+        predicted-pose maps (values in [0, 1], not all 0; absent: weight 1). MAnE and wMAnE do
+        not use it.
     n_cpus : int
         Threads (native) or MPI ranks (relion).
     outdir : path, optional
         Receives metrics.json, metrics.csv, fsc_curves.csv, maps and plots. None: nothing written.
+        Checked before any work; the outputs are built beside it and replace it as a whole at the
+        end (an existing ``outdir`` may hold only outputs of an evaluation), see
+        :mod:`cesped.evaluation.staging`.
     benchmarkDir : path, optional
         Root of the entries (default :func:`cesped.settings.benchmark_dir`).
     backend : {"native", "relion"}
     device : str
         Torch device of the native backend ("cpu", "cuda").
     mask : path, "none" or None
-        None: the entry's mask (``mask.mrc``, downloaded when registered); "none": no mask;
-        a path: that mask.
+        None: the entry's mask (``mask.mrc``; downloaded for a registered entry, and a failed
+        download is an error); "none": no mask; a path: that mask. See
+        :mod:`cesped.evaluation.masks`.
     relion_bin, singularityImgFile
         Where RELION comes from for ``backend="relion"``.
     use_cache : bool
@@ -107,18 +118,20 @@ def evaluate(
         Write the PNG plots into ``outdir``.
     verbose : bool
         Print the summary table.
+    symmetry : str, optional
+        Point group; required for an entry without ``info_{0,1}.json``, otherwise it must agree
+        with them.
 
     Returns
     -------
     dict
         Float metrics (degrees, Å, correlations); keys name the maps compared and whether a mask
         was applied, e.g. ``"PCC(GT,V)_masked"``, ``"FSCR0.143(GT0,GT1)_unmasked_A"``; also
-        ``"mask"`` (path or None) and the paper's column names (``"PCC(GT,V)"`` ...) holding the
-        masked values when a mask is used and the unmasked ones otherwise.
+        ``"mask"`` (file name or None), ``"mask_md5"``, ``"paper_columns_masked"`` (paper
+        column -> whether its value is masked), ``"warnings"`` (list of str) and the paper's
+        column names (``"PCC(GT,V)"`` ...) holding the masked values when a mask is used and the
+        unmasked ones otherwise.
     """
-    from cesped.geometry.symmetry import normalize_symmetry
-    from cesped.io.star import read_star
-
     if predictionType not in PREDICTION_TYPES:
         raise ValueError(f"predictionType must be one of {PREDICTION_TYPES}, got {predictionType!r}")
     if backend not in ("native", "relion"):
@@ -136,10 +149,56 @@ def evaluate(
         from cesped.reconstruction.relion import find_relion_binary
 
         find_relion_binary("relion_reconstruct_mpi" if n_cpus > 1 else "relion_reconstruct", relion_bin)
+    # the output directory is checked (and its staging directory made) before any work
+    stage = StagedOutdir(outdir) if outdir is not None else contextlib.nullcontext()
+    with stage:
+        metrics = _run(
+            stage if outdir is not None else None,
+            pred_paths,
+            targetName=targetName,
+            predictionType=predictionType,
+            usePredConfidence=usePredConfidence,
+            n_cpus=n_cpus,
+            benchmarkDir=benchmarkDir,
+            backend=backend,
+            device=device,
+            mask=mask,
+            relion_bin=relion_bin,
+            singularityImgFile=singularityImgFile,
+            use_cache=use_cache,
+            plots=plots,
+            verbose=verbose,
+            symmetry=symmetry,
+        )
+    if verbose:
+        print(summary_table(metrics))
+    return metrics
 
-    entry_dir, star_paths, symmetry, entry_mask, label = resolve_entry(targetName, benchmarkDir)
-    symmetry = normalize_symmetry(symmetry)
-    gts = [read_star(s) for s in star_paths]
+
+def _run(
+    stage,
+    pred_paths,
+    *,
+    targetName,
+    predictionType,
+    usePredConfidence,
+    n_cpus,
+    benchmarkDir,
+    backend,
+    device,
+    mask,
+    relion_bin,
+    singularityImgFile,
+    use_cache,
+    plots,
+    verbose,
+    symmetry,
+) -> dict:
+    """The pipeline of :func:`evaluate` after the argument checks; writes into ``stage``."""
+    from cesped.io.star import read_star
+
+    entry = resolve_entry(targetName, benchmarkDir, symmetry)
+    gts = [read_ground_truth(s) for s in entry.stars]
     preds = [read_star(p) for p in pred_paths]
     box = int(pd.to_numeric(gts[0].optics["rlnImageSize"]).iloc[0])
     voxel_size = float(pd.to_numeric(gts[0].optics["rlnImagePixelSize"]).iloc[0])
@@ -150,28 +209,27 @@ def evaluate(
             preds[h],
             predictionType,
             usePredConfidence,
-            symmetry,
+            entry.symmetry,
             h,
             other_half_names=names[1 - h],
             pred_path=pred_paths[h],
         )
         for h in (0, 1)
     ]
-    mask_arr, mask_path = None, None
-    if mask is None:
-        if entry_mask is not None:
-            mask_arr, mask_path = load_mask(entry_mask, box, voxel_size)
-    elif str(mask).lower() != "none":
-        mask_arr, mask_path = load_mask(mask, box, voxel_size)
+    the_mask = select_mask(mask, entry, box, voxel_size)
+    mask_arr = the_mask.array if the_mask is not None else None
+    warnings = [w for g in gts for w in stack_pixel_size_warnings(g)]
+    for w in warnings:
+        print(f"[cesped] warning: {w}")
 
     # the per-particle figures need no map: render them (in memory) while the maps are built
-    early_plots = BackgroundPlots(per_particle(halves)) if (plots and outdir is not None) else None
+    early_plots = BackgroundPlots(per_particle(halves)) if (plots and stage is not None) else None
     try:
         gt_maps, pred_maps = reconstruct.half_maps(
-            star_paths,
+            entry.stars,
             gts,
             halves,
-            symmetry,
+            entry.symmetry,
             backend,
             device,
             n_cpus,
@@ -184,12 +242,13 @@ def evaluate(
         gt_avg = 0.5 * (gt_maps[0] + gt_maps[1])
         pred_avg = 0.5 * (pred_maps[0] + pred_maps[1])
         metrics: dict = {
-            "target": label,
+            "target": entry.label,
             "predictionType": predictionType,
-            "symmetry": symmetry,
+            "symmetry": entry.symmetry,
             "usePredConfidence": bool(usePredConfidence),
             "backend": backend,
-            "mask": str(mask_path) if mask_path is not None else None,
+            "mask": the_mask.path.name if the_mask is not None else None,
+            "mask_md5": the_mask.md5 if the_mask is not None else None,
             "voxel_size_A": voxel_size,
             "box_px": box,
             **pose_metrics(halves, predictionType),
@@ -199,11 +258,16 @@ def evaluate(
         add_differences(metrics)
         paper = paper_columns(metrics, masked=mask_arr is not None)
         metrics["paper_columns_use"] = "masked" if mask_arr is not None else "unmasked"
+        metrics["paper_columns_masked"] = {
+            col: mask_arr is not None and key.endswith(("_{m}", "_{m}_A"))
+            for col, key in PAPER_COLUMNS.items()
+        }
+        metrics["warnings"] = warnings
         metrics.update(paper)
         metrics = {k: jsonable(v) for k, v in metrics.items()}
-        if outdir is not None:
+        if stage is not None:
             write_outputs(
-                Path(os.path.expanduser(str(outdir))),
+                stage.path,
                 metrics,
                 paper,
                 curves,
@@ -215,11 +279,11 @@ def evaluate(
                 pred_avg,
                 mask_arr,
                 early_plots,
-                f"{label}: {predictionType} predictions",
+                f"{entry.label}: {predictionType} predictions",
             )
     finally:
         if early_plots is not None:
             early_plots.join()  # no thread outlives the call, on success or error
-    if verbose:
-        print(summary_table(metrics))
+    if stage is not None:
+        stage.commit()
     return metrics

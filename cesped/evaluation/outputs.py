@@ -57,6 +57,9 @@ def write_outputs(
 ) -> None:
     """Write maps, curves, plots, report and (last) the metrics into ``outdir``, each atomically.
 
+    ``outdir`` is the staging directory of :class:`cesped.evaluation.staging.StagedOutdir` when
+    called by the evaluation (it is swapped in when everything is written).
+
     ``early_plots`` is the :class:`BackgroundPlots` job of the per-particle figures, or None
     for no plots at all.
     """
@@ -65,9 +68,6 @@ def write_outputs(
     from cesped.io.mrc import write_map
 
     outdir.mkdir(parents=True, exist_ok=True)
-    # an old result must not sit next to new maps if this run dies half-way
-    for stale in ("metrics.json", "metrics.csv"):
-        (outdir / stale).unlink(missing_ok=True)
     maps = {
         "gt_0": gt_maps[0],
         "gt_1": gt_maps[1],

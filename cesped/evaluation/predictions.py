@@ -19,6 +19,7 @@ __all__ = [
     "FOM",
     "GT_CONF",
     "IMAGE",
+    "MAX_ABS_ANGLE_DEG",
     "HalfSet",
     "predicted_keys",
     "prepare_predictions",
@@ -32,6 +33,9 @@ SHIFTS = ["rlnOriginXAngst", "rlnOriginYAngst"]
 FOM = "rlnParticleFigureOfMerit"
 GT_CONF = "rlnMaxValueProbDistribution"
 IMAGE = "rlnImageName"
+# largest accepted |predicted angle| (degrees): any angle is equivalent to one in [-180, 180], but
+# values this far out are a unit or overflow error (radians*1e6, 1e300), not a prediction
+MAX_ABS_ANGLE_DEG = 1e4
 
 
 @dataclass
@@ -82,7 +86,11 @@ def prepare_predictions(
         Entry half-set and predictions.
     prediction_type : {"S2", "SO3", "SO3xR2"}
     use_conf : bool
-        Transplant ``rlnParticleFigureOfMerit`` (1 when the prediction lacks it).
+        Transplant ``rlnParticleFigureOfMerit`` (1 when the prediction lacks it). The
+        confidence is the particle's weight in the predicted-pose reconstruction (RELION's
+        ``--fom_weighting``): it must be finite and lie in [0, 1], and not all 0 in a half-set.
+        It does not weight MAnE or wMAnE (wMAnE uses the ground-truth
+        ``rlnMaxValueProbDistribution``).
     symmetry : str
     half : int
         For messages.
@@ -93,7 +101,8 @@ def prepare_predictions(
     ------
     ValueError
         Missing columns, duplicated/missing/extra/other-half particles, non-finite values,
-        negative confidences, box or pixel size different from the entry's.
+        angles beyond ±:data:`MAX_ABS_ANGLE_DEG` degrees, confidences outside [0, 1] or all 0,
+        box or pixel size different from the entry's.
     """
     from cesped.evaluation.metrics import angular_errors, shifts_rmse
 
@@ -138,8 +147,23 @@ def prepare_predictions(
                 f"{where}: column {col} has {int(bad.sum())} non-finite value(s), first at particle "
                 f"{pnames.iloc[i]} ({pred.particles[col].iloc[i]})"
             )
-        if col == FOM and (vals < 0).any():
-            raise ValueError(f"{where}: column {FOM} has negative values")
+        if col == FOM and ((vals < 0) | (vals > 1)).any():
+            i = int(np.flatnonzero((vals < 0) | (vals > 1))[0])
+            raise ValueError(
+                f"{where}: column {FOM} must lie in [0, 1] (a confidence used as the particle's weight "
+                f"in the reconstruction), got {vals[i]} at particle {pnames.iloc[i]}"
+            )
+        if col == FOM and not (vals > 0).any():
+            raise ValueError(
+                f"{where}: every {FOM} is 0, so the half-map would be empty; give confidences in "
+                "(0, 1] or evaluate without them (usePredConfidence=False, --no-usePredConfidence)"
+            )
+        if col in ANGLES and (np.abs(vals) > MAX_ABS_ANGLE_DEG).any():
+            i = int(np.flatnonzero(np.abs(vals) > MAX_ABS_ANGLE_DEG)[0])
+            raise ValueError(
+                f"{where}: column {col} has |angle| > {MAX_ABS_ANGLE_DEG:g} degrees at particle "
+                f"{pnames.iloc[i]} ({vals[i]}); angles are in degrees"
+            )
     check_optics(gt, pred, where)
     # align predictions to the GT order
     p = pred.particles.set_index(pnames.to_numpy())

@@ -60,7 +60,8 @@ def reconstruct_half(
 
 def gt_half_map(star_path: Path, star, symmetry, backend, device, n_cpus, weights, use_cache, **kw):
     """Ground-truth half-map ``(volume, voxel_size)`` of one half-set, from the cache when there."""
-    key = gt_cache.gt_cache_key(star_path, star, symmetry, backend, 2, weights)
+    kernel = gt_cache.reconstruction_kernel(backend, device, kw.get("relion_bin"), kw.get("singularity_img"))
+    key = gt_cache.gt_cache_key(star_path, star, symmetry, kernel, 2, weights)
     if use_cache:
         hit = gt_cache.load_cached(key)
         if hit is not None:
@@ -81,7 +82,9 @@ def native_gt_and_pred(star_path, gt, pred, symmetry, device, n_cpus, gt_fom, pr
     """
     from cesped.reconstruction.fourier import reconstruct_many
 
-    key = gt_cache.gt_cache_key(star_path, gt, symmetry, "native", 2, gt_fom)
+    key = gt_cache.gt_cache_key(
+        star_path, gt, symmetry, gt_cache.reconstruction_kernel("native", device), 2, gt_fom
+    )
     hit = gt_cache.load_cached(key) if use_cache else None
     if hit is not None:
         pred_vol, _ = reconstruct_half(pred, symmetry, "native", device, n_cpus, pred_fom)
