@@ -165,7 +165,7 @@ def test_gt_cache_key_follows_options_kernel_and_code(entry, tmp_path):
     pkg = tmp_path / "pkg"
     for sub in ("reconstruction", "physics"):
         shutil.copytree(
-            Path(cesped.__file__).parent / sub", pkg / sub, ignore=shutil.ignore_patterns("__pycache__")
+            Path(cesped.__file__).parent / sub, pkg / sub, ignore=shutil.ignore_patterns("__pycache__")
         )
     h0 = gt_cache.source_hash(str(pkg))
     assert h0 == gt_cache.source_hash()
