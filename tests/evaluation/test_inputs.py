@@ -17,8 +17,9 @@ from cesped.evaluateEntry import evaluate, main
 from cesped.io.star import read_star, write_star
 
 from ._entries import make_entry
+from .test_evaluate import _preds
 
-MARK = 12345.5  # written as a number, turned into "nan" in the file text
+MARK = 12345.5  # written as a number, turned into "nan" in the file text (as test_evaluate._preds)
 
 
 @pytest.fixture(scope="module")
@@ -35,18 +36,6 @@ def entry(base_entry, tmp_path):
 def _write(path, st):
     write_star(path, st)
     path.write_text(path.read_text().replace(str(MARK), "nan"))
-
-
-def _preds(entry, tmp_path, edit=None, tag="p"):
-    out = []
-    for h in (0, 1):
-        st = read_star(entry / f"particles_{h}.star")
-        if edit is not None:
-            edit(h, st)
-        p = tmp_path / f"{tag}_{h}.star"
-        _write(p, st)
-        out.append(p)
-    return out
 
 
 def _edit_entry(entry, edit):
