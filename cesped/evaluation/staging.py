@@ -87,6 +87,8 @@ def check_outdir(outdir, extra_names=()) -> Path:
         ``outdir`` holds files that are not outputs of an evaluation (named).
     """
     p = Path(os.path.expanduser(str(outdir)))
+    if p.is_symlink():
+        p = p.resolve()  # replace the directory it points to, not the link
     if p.exists() and not p.is_dir():
         raise NotADirectoryError(f"outdir {p} exists and is not a directory")
     for parent in p.parents:
