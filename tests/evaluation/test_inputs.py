@@ -320,3 +320,19 @@ def test_cli_turns_oserror_into_one_line(entry, tmp_path, monkeypatch, capsys):
     assert _cli(entry, p0, p1) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "locked.star" in err and "Permission denied" in err
+
+
+@pytest.mark.relion
+def test_relion_path_refuses_bad_ctf_values_too(entry, tmp_path):
+    """reconstruct_relion called directly (without the evaluation's checks): RELION itself refuses
+    Q0 > 1, the independent reference for the range the native path now enforces."""
+    from cesped.reconstruction.relion import reconstruct_relion
+
+    def q0(h, st):
+        st.optics["rlnAmplitudeContrast"] = 1.5
+
+    _edit_entry(entry, q0)
+    with pytest.raises(
+        RuntimeError, match=r"AmplitudeContrast Q0 cannot be smaller than zero or larger than one"
+    ):
+        reconstruct_relion(entry / "particles_0.star", "C1")
