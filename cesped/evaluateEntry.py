@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--usePredConfidence",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="weight particles by rlnParticleFigureOfMerit when reconstructing (default on)",
+        help="weight particles by rlnParticleFigureOfMerit (in [0, 1], not all 0) when reconstructing "
+        "the predicted-pose maps (default on)",
     )
     p.add_argument("--n_cpus", type=int, default=1, help="threads (native) or MPI ranks (relion)")
     p.add_argument(
