@@ -10,7 +10,10 @@ Example usage::
                        predictionType="SO3", usePredConfidence=True, n_cpus=4, outdir="evaluation/")
 
 Outputs in ``--outdir``: metrics.json, metrics.csv (the paper's columns), fsc_curves.csv, the maps
-gt_0/gt_1/gt/pred_0/pred_1/pred.mrc and the plots fsc.png, angular_errors.png, central_slices.png.
+gt_0/gt_1/gt/pred_0/pred_1/pred.mrc, the plots and report.html. They are built in a hidden
+directory beside ``--outdir`` and replace it as a whole when complete (an interrupted run leaves
+the previous result); an existing ``--outdir`` may hold only outputs of an evaluation.
+Errors (bad input, unreadable or unwritable files, failed downloads) print one line and exit 2.
 ``--backend relion`` reconstructs with relion_reconstruct (PATH, ``CESPED_RELION_BIN``,
 ``--relionBin``) or inside ``--singularityImgFile`` (see singularity/README.md).
 """
@@ -44,21 +47,38 @@ def build_parser() -> argparse.ArgumentParser:
         "--usePredConfidence",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="weight particles by rlnParticleFigureOfMerit when reconstructing (default on)",
+        help="weight particles by rlnParticleFigureOfMerit (in [0, 1], not all 0) when reconstructing "
+        "the predicted-pose maps (default on)",
     )
     p.add_argument("--n_cpus", type=int, default=1, help="threads (native) or MPI ranks (relion)")
-    p.add_argument("--outdir", default=None, help="directory for metrics, maps and plots")
+    p.add_argument(
+        "--outdir",
+        default=None,
+        help="directory for metrics, maps and plots; built beside it and swapped in when complete "
+        "(an existing one may hold only outputs of an evaluation)",
+    )
     p.add_argument(
         "--benchmarkDir", default=None, help="root of the entries (default: $CESPED_BENCHMARK_DIR)"
     )
     p.add_argument("--backend", default="native", choices=["native", "relion"])
     p.add_argument("--device", default="cpu", help="torch device of the native backend (cpu, cuda)")
-    p.add_argument("--mask", default=None, help="mask .mrc (default: the entry's mask; 'none' for no mask)")
+    p.add_argument(
+        "--mask",
+        default=None,
+        help="mask .mrc (default: the entry's mask, downloaded for a registered entry; a failed "
+        "download is an error); 'none' for unmasked metrics only",
+    )
     p.add_argument(
         "--relionBin", default=None, help="RELION bin directory (default: $CESPED_RELION_BIN, PATH)"
     )
     p.add_argument(
         "--singularityImgFile", default=None, help="Singularity image with RELION (--backend relion)"
+    )
+    p.add_argument(
+        "--symmetry",
+        default=None,
+        help="point group (e.g. C1, D2); required for an entry directory without info_{0,1}.json, "
+        "otherwise it must agree with them",
     )
     p.add_argument(
         "--no-cache",
@@ -88,11 +108,22 @@ def main(argv=None) -> int:
             singularityImgFile=args.singularityImgFile,
             use_cache=args.use_cache,
             verbose=True,
+            symmetry=args.symmetry,
         )
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError) as e:
+        # bad input, a file that cannot be read or written, a failed download: one message, no traceback
+        print(f"error: {_message(e)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _message(e: BaseException) -> str:
+    """The error's message, naming the file of an ``OSError`` when its text does not."""
+    msg = str(e) or type(e).__name__
+    name = getattr(e, "filename", None)
+    if isinstance(e, OSError) and name is not None and str(name) not in msg:
+        msg = f"{name}: {msg}"
+    return msg
 
 
 if __name__ == "__main__":

@@ -29,7 +29,14 @@ import torch
 from torch.utils.data import Dataset
 
 from cesped.data.entries import check_halfset, list_entries
-from cesped.data.local import add_local_entry, ensure_entry, entry_paths, locally_available_entries, read_info
+from cesped.data.local import (
+    add_local_entry,
+    ensure_entry,
+    entry_paths,
+    entry_symmetry,
+    locally_available_entries,
+    read_info,
+)
 from cesped.data.preprocess import cropped_size, preprocess_images
 from cesped.physics.ctf import compute_ctf, ctf_parameters
 
@@ -210,8 +217,8 @@ class ParticlesDataset(Dataset):
 
     @property
     def symmetry(self) -> str:
-        """Point symmetry from ``info_<h>.json``, e.g. ``"C1"``, ``"D2"``."""
-        return self._info["symmetry"]
+        """Point symmetry from ``info_{0,1}.json`` (which must agree), e.g. ``"C1"``, ``"D2"``."""
+        return entry_symmetry(self._paths["dir"])
 
     @property
     def image_size(self) -> int:

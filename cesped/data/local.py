@@ -30,6 +30,7 @@ __all__ = [
     "ensure_entry",
     "locally_available_entries",
     "read_info",
+    "entry_symmetry",
     "add_local_entry",
 ]
 
@@ -84,6 +85,58 @@ def read_info(name: str, halfset: int, benchmark_dir: str | os.PathLike | None =
         raise ValueError(f"{path}: expected a JSON object with a 'symmetry' field")
     info["symmetry"] = str(info["symmetry"]).upper()
     return info
+
+
+def entry_symmetry(directory: str | os.PathLike) -> str:
+    """Point symmetry of the entry in ``directory``, from its ``info_0.json`` and ``info_1.json``.
+
+    Both info files are read when present (an entry of which only one half-set is on disk has
+    one); they must agree.
+
+    Parameters
+    ----------
+    directory : path-like
+        Entry directory (``<benchmark_dir>/<target>``).
+
+    Returns
+    -------
+    str
+        Canonical symmetry name (:func:`cesped.geometry.symmetry.normalize_symmetry`), e.g. ``"C1"``.
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither info file exists (both names in the message).
+    ValueError
+        An info file is not a JSON object with a valid ``symmetry`` field, or the two files
+        disagree (both files and values named).
+    """
+    from cesped.geometry.symmetry import normalize_symmetry
+
+    d = Path(os.path.expanduser(str(directory)))
+    paths = [d / f"info_{h}.json" for h in (0, 1)]
+    found: dict[Path, str] = {}
+    for path in paths:
+        try:
+            info = json.loads(path.read_text())
+        except FileNotFoundError:
+            continue
+        except ValueError as e:
+            raise ValueError(f"{path}: not valid JSON: {e}") from e
+        if not isinstance(info, dict) or "symmetry" not in info:
+            raise ValueError(f"{path}: expected a JSON object with a 'symmetry' field")
+        try:
+            found[path] = normalize_symmetry(info["symmetry"])
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from e
+    if not found:
+        raise FileNotFoundError(f"entry info files not found: {paths[0]} nor {paths[1]}")
+    if len(set(found.values())) > 1:
+        raise ValueError(
+            "the entry's info files disagree on the symmetry: "
+            + ", ".join(f"{p} says {v!r}" for p, v in found.items())
+        )
+    return next(iter(found.values()))
 
 
 def _simulate(name: str, benchmark_dir: Path, progress: bool = True) -> None:

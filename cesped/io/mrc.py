@@ -27,12 +27,20 @@ def read_map(path: str | os.PathLike) -> tuple[np.ndarray, float]:
     voxel_size : float
         Å/voxel from the header (x spacing); 0.0 when the header does not set it.
 
+    Notes
+    -----
+    A file whose axis order (MAPC, MAPR, MAPS) is not (1, 2, 3) is transposed to (z, y, x). A
+    file with a non-zero origin (``ORIGIN`` or ``NXSTART``/``NYSTART``/``NZSTART``) is refused:
+    its voxels are not on the grid of cesped's maps (whose origin is 0), and using it as if they
+    were would misplace it (a mask, for instance).
+
     Raises
     ------
     FileNotFoundError
         Missing file.
     ValueError
-        Unreadable or truncated file, or data that is not 3-D.
+        Unreadable or truncated file, data that is not 3-D, an invalid axis order or a non-zero
+        origin.
     """
     path = Path(path)
     if not path.is_file():
@@ -48,10 +56,28 @@ def read_map(path: str | os.PathLike) -> tuple[np.ndarray, float]:
                 raise ValueError(f"file truncated or corrupt ({why})")
             vol = np.array(data, dtype=np.float32)
             voxel = float(mrc.voxel_size.x)
+            h = mrc.header
+            axes = (int(h.mapc), int(h.mapr), int(h.maps))
+            origin = (float(h.origin.x), float(h.origin.y), float(h.origin.z))
+            start = (int(h.nxstart), int(h.nystart), int(h.nzstart))
     except (ValueError, OSError) as exc:
         raise ValueError(f"{path}: cannot read MRC map: {exc}") from exc
     if vol.ndim != 3:
         raise ValueError(f"{path}: expected a 3-D map, got data of shape {vol.shape}")
+    if axes != (1, 2, 3):
+        if sorted(axes) != [1, 2, 3]:
+            raise ValueError(f"{path}: invalid axis order MAPC/MAPR/MAPS = {axes}")
+        # the data block is (sections, rows, columns); column, row and section run along the
+        # axes MAPC, MAPR, MAPS (1 = x, 2 = y, 3 = z): bring it to (z, y, x)
+        data_axis = {axes[0]: 2, axes[1]: 1, axes[2]: 0}
+        vol = np.ascontiguousarray(vol.transpose(data_axis[3], data_axis[2], data_axis[1]))
+    if any(origin) or any(start):
+        raise ValueError(
+            f"{path}: the map's origin is not 0 (ORIGIN {origin} Å, NXSTART/NYSTART/NZSTART {start}); "
+            "cesped compares maps on the grid of its reconstructions, whose origin is 0: shift the "
+            "map onto that grid (e.g. relion_image_handler --shift_com or a box with origin 0) and "
+            "set the origin to 0"
+        )
     return vol, voxel
 
 

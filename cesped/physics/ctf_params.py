@@ -48,7 +48,8 @@ def ctf_parameters(rows: pd.DataFrame) -> dict[str, np.ndarray]:
     Raises
     ------
     ValueError
-        A required column is missing (named in the message).
+        A required column is missing (named in the message), or ``rlnAmplitudeContrast`` is
+        outside ``[0, 1)`` (row named).
     """
     for col in ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", *_OPTICS_COLUMNS):
         if col not in rows.columns:
@@ -60,6 +61,13 @@ def ctf_parameters(rows: pd.DataFrame) -> dict[str, np.ndarray]:
         return np.full(len(rows), default)
 
     phase_col = "rlnPhaseShift" if "rlnPhaseShift" in rows.columns else "rlnCtfPhaseShift"
+    q0 = values("rlnAmplitudeContrast")
+    bad = ~((q0 >= 0) & (q0 < 1))  # also NaN: the phase term atan(Q0/sqrt(1-Q0²)) needs [0, 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"CTF parameters: rlnAmplitudeContrast must be in [0, 1), got {q0[i]} at row {i} (0-based)"
+        )
     return {
         "defocus_u": values("rlnDefocusU"),
         "defocus_v": values("rlnDefocusV"),

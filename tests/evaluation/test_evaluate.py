@@ -304,12 +304,12 @@ def test_failure_during_reconstruction_writes_nothing(entries, tmp_path, monkeyp
     reconstruction fails nothing reaches outdir and no thread is left running."""
     import threading
 
-    import cesped.evaluation.evaluate as ev
+    import cesped.evaluation.reconstruct as rec
 
     def boom(*a, **k):
         raise ValueError("reconstruction failed on purpose")
 
-    monkeypatch.setattr(ev, "_native_gt_and_pred", boom)
+    monkeypatch.setattr(rec, "native_gt_and_pred", boom)
     p0, p1 = _preds(entries["C1"], tmp_path)
     out = tmp_path / "out"
     with pytest.raises(ValueError, match="on purpose"):

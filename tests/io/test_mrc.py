@@ -54,3 +54,43 @@ def test_write_map_errors_and_atomicity(tmp_path, monkeypatch):
         write_map(tmp_path / "a.mrc", np.ones((4, 4, 4)), 1.0)
     assert (tmp_path / "a.mrc").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["a.mrc"]
+
+
+@pytest.mark.parametrize("axes", [(3, 1, 2), (2, 1, 3), (3, 2, 1)])
+def test_axis_order_is_brought_to_zyx(tmp_path, axes):
+    """A file whose columns/rows/sections run along MAPC/MAPR/MAPS != x/y/z is read as (z, y, x).
+
+    Before: read as stored (transposed). Reference: the MRC2014 definition, the data block
+    being (sections, rows, columns) with column axis MAPC etc., written with mrcfile.
+    """
+    vol = np.random.default_rng(1).normal(size=(4, 5, 6)).astype(np.float32)  # (z, y, x)
+    zyx_axis = {3: 0, 2: 1, 1: 2}  # x/y/z (1/2/3) -> axis of vol
+    mapc, mapr, maps = axes
+    stored = vol.transpose(zyx_axis[maps], zyx_axis[mapr], zyx_axis[mapc])  # (sections, rows, columns)
+    with mrcfile.new(tmp_path / "p.mrc") as m:
+        m.set_data(np.ascontiguousarray(stored))
+        m.header.mapc, m.header.mapr, m.header.maps = mapc, mapr, maps
+        m.voxel_size = 1.5
+    out, vs = read_map(tmp_path / "p.mrc")
+    assert out.shape == (4, 5, 6)
+    np.testing.assert_array_equal(out, vol)
+    assert vs == pytest.approx(1.5)
+
+
+def test_invalid_axis_order_and_nonzero_origin_are_refused(tmp_path):
+    vol = np.zeros((4, 4, 4), np.float32)
+    with mrcfile.new(tmp_path / "bad_axes.mrc") as m:
+        m.set_data(vol)
+        m.header.mapc, m.header.mapr, m.header.maps = 1, 1, 3
+    with pytest.raises(ValueError, match=r"bad_axes\.mrc.*axis order"):
+        read_map(tmp_path / "bad_axes.mrc")
+    with mrcfile.new(tmp_path / "origin.mrc") as m:
+        m.set_data(vol)
+        m.header.origin = (10.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match=r"origin\.mrc.*origin is not 0"):
+        read_map(tmp_path / "origin.mrc")
+    with mrcfile.new(tmp_path / "start.mrc") as m:
+        m.set_data(vol)
+        m.header.nzstart = -2
+    with pytest.raises(ValueError, match=r"start\.mrc.*NXSTART"):
+        read_map(tmp_path / "start.mrc")
