@@ -33,7 +33,7 @@ from cesped.data.local import add_local_entry, ensure_entry, entry_paths, locall
 from cesped.data.preprocess import cropped_size, preprocess_images
 from cesped.physics.ctf import compute_ctf, ctf_parameters
 
-__all__ = ["ParticlesDataset", "preprocess_entry"]
+__all__ = ["ParticlesDataset", "preprocess_entry", "prediction_kept_columns"]
 
 _CTF_COLUMNS = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle")
 _ANGLES = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
@@ -43,10 +43,76 @@ _PRED_CONFIDENCE = "rlnParticleFigureOfMerit"
 _ANGLE_FORMATS = ("rotmat", "euler", "zyzEulerDegs", "quaternion")
 
 
-def _column(df, name, default, dtype=np.float64):
-    if name in df.columns:
-        return df[name].to_numpy(dtype=dtype)
-    return np.full(len(df), default, dtype=dtype)
+# Columns of an entry's star that are ground truth of the pose (or results of the refinement that
+# produced it) and so never reach a prediction star: every rlnAngle* (angles, their priors, the
+# psi flip ratio), every rlnOrigin* (shifts in Å or px, their priors) and the refinement's
+# per-particle outputs. Everything else of the RELION vocabulary (image name, CTF, optics group,
+# micrograph, coordinates, random subset, ...) describes the image, not its pose, and is kept so
+# that RELION can reconstruct from the prediction star directly. Columns outside the RELION
+# vocabulary (no ``rln`` prefix) are dropped: their meaning is unknown.
+_GT_PREFIXES = ("rlnAngle", "rlnOrigin")
+_GT_REFINEMENT_COLUMNS = frozenset(
+    {
+        "rlnMaxValueProbDistribution",
+        "rlnParticleFigureOfMerit",
+        "rlnNrOfSignificantSamples",
+        "rlnLogLikeliContribution",
+        "rlnNormCorrection",
+        "rlnClassNumber",
+    }
+)
+
+
+def prediction_kept_columns(columns) -> list[str]:
+    """The columns of an entry's particle table that a prediction star keeps (in their order).
+
+    Parameters
+    ----------
+    columns : iterable of str
+        Column names of the ground-truth ``data_particles`` table.
+
+    Returns
+    -------
+    list of str
+        Every ``rln`` column except the pose ground truth (``rlnAngle*``, ``rlnOrigin*``) and the
+        refinement's per-particle results (``rlnMaxValueProbDistribution``,
+        ``rlnParticleFigureOfMerit``, ``rlnNrOfSignificantSamples``, ``rlnLogLikeliContribution``,
+        ``rlnNormCorrection``, ``rlnClassNumber``).
+    """
+    return [
+        c
+        for c in columns
+        if c.startswith("rln") and not c.startswith(_GT_PREFIXES) and c not in _GT_REFINEMENT_COLUMNS
+    ]
+
+
+def _label_columns(df, star_path, unlabelled: bool):
+    """Angles (n, 3), shifts (n, 2) and confidence (n,) of the entry's star.
+
+    A labelled entry must have every angle and origin column (a ``ValueError`` names the star
+    file and the column); ``rlnMaxValueProbDistribution`` is optional (1.0: every label equally
+    trusted, as the original package). An unlabelled entry (``info_<h>.json`` has
+    ``"labelled": false``, see :func:`cesped.data.local.add_local_entry`) gets NaN labels.
+    """
+    n = len(df)
+    if unlabelled:
+        return np.full((n, 3), np.nan), np.full((n, 2), np.nan), np.full(n, np.nan)
+    missing = [c for c in _ANGLES + _SHIFTS if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{star_path}: the particle table lacks the pose column(s) {', '.join(missing)}; a labelled "
+            "entry needs rlnAngleRot/Tilt/Psi and rlnOriginX/YAngst (add data without poses with "
+            "ParticlesDataset.addNewEntryLocally(..., labelled=False))"
+        )
+    angles = df[list(_ANGLES)].to_numpy(dtype=np.float64)
+    shifts = df[list(_SHIFTS)].to_numpy(dtype=np.float64)
+    conf = df[_GT_CONFIDENCE].to_numpy(dtype=np.float64) if _GT_CONFIDENCE in df.columns else np.ones(n)
+    for name, vals in ((" / ".join(_ANGLES), angles), (" / ".join(_SHIFTS), shifts), (_GT_CONFIDENCE, conf)):
+        bad = ~np.isfinite(vals.reshape(n, -1)).all(axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{star_path}: non-finite {name} at row {i} ({df['rlnImageName'].iloc[i]})")
+    return angles, shifts, conf
 
 
 def _as_numpy(x, name: str) -> np.ndarray:
@@ -160,9 +226,15 @@ class ParticlesDataset(Dataset):
         self._image_size = int(image_size) if image_size is not None else self._box
 
         df = star.particles
-        self._angles = np.stack([_column(df, c, 0.0) for c in _ANGLES], -1)
-        self._shifts = np.stack([_column(df, c, 0.0) for c in _SHIFTS], -1)
-        self._confidence = _column(df, _GT_CONFIDENCE, 1.0)
+        self._labelled = bool(self._info.get("labelled", True))
+        self._angles, self._shifts, self._confidence = _label_columns(
+            df, self._paths["star"], unlabelled=not self._labelled
+        )
+        n = len(df)
+        # predictions (updateMd) are kept apart from the ground truth; NaN = not predicted
+        self._pred_angles = np.full((n, 3), np.nan)
+        self._pred_shifts = np.full((n, 2), np.nan)
+        self._pred_conf = np.full(n, np.nan)
         self._ctf_params = None
         if ctf_correction != "none":
             require_columns(star, _CTF_COLUMNS, f"ctf_correction={ctf_correction!r}")
@@ -205,7 +277,10 @@ class ParticlesDataset(Dataset):
 
     @property
     def particles(self):
-        """Particle metadata (:class:`cesped.io.star.StarFile`), with the updates of :meth:`updateMd`."""
+        """The entry's particle metadata (:class:`cesped.io.star.StarFile`), ground truth included.
+
+        :meth:`updateMd` does not change it; the predictions are in :meth:`predictions`.
+        """
         return self._star
 
     @property
@@ -381,6 +456,11 @@ class ParticlesDataset(Dataset):
     ) -> None:
         """Store predicted poses for the particles ``ids`` (kept in memory until :meth:`saveMd`).
 
+        Predictions are kept apart from the entry's ground truth (:attr:`particles` does not
+        change); a later call for the same particle replaces what it gives. A particle counts as
+        predicted once it has angles; shifts and confidences are optional but, within one saved
+        file, given for all predicted particles or for none.
+
         Parameters
         ----------
         ids : sequence of str
@@ -393,6 +473,8 @@ class ParticlesDataset(Dataset):
             ``[rlnOriginXAngst, rlnOriginYAngst]`` in Å.
         confidence : array (B,) or (B, 1), optional
             Written to ``rlnParticleFigureOfMerit``.
+        angles_format : {"rotmat", "euler", "zyzEulerDegs", "quaternion"}
+        shifts_format : {"Angst"}
 
         Raises
         ------
@@ -435,41 +517,115 @@ class ParticlesDataset(Dataset):
                 eul = quaternion_to_euler(torch.from_numpy(a / norm[:, None])).numpy()
             else:
                 eul = a
-            for j, c in enumerate(_ANGLES):
-                updates[c] = eul[:, j]
+            updates["angles"] = eul
         if shifts is not None:
             s = _as_numpy(shifts, "shifts")
             if s.shape != (b, 2):
                 raise ValueError(f"updateMd: shifts must have shape ({b}, 2), got {s.shape}")
             if not np.isfinite(s).all():
                 raise ValueError("updateMd: shifts contain non-finite values")
-            updates[_SHIFTS[0]], updates[_SHIFTS[1]] = s[:, 0], s[:, 1]
+            updates["shifts"] = s
         if confidence is not None:
             c = _as_numpy(confidence, "confidence")
             if c.shape not in ((b,), (b, 1)):
                 raise ValueError(f"updateMd: confidence must have shape ({b},) or ({b}, 1), got {c.shape}")
             if not np.isfinite(c).all():
                 raise ValueError("updateMd: confidence contains non-finite values")
-            updates[_PRED_CONFIDENCE] = c.reshape(-1)
-        df = self._star.particles
-        for col, vals in updates.items():
-            if col not in df.columns:
-                df[col] = 0.0 if col == _PRED_CONFIDENCE else np.nan
-            df[col] = df[col].astype(np.float64)
-            df.iloc[rows, df.columns.get_loc(col)] = vals
+            updates["confidence"] = c.reshape(-1)
+        if "angles" in updates:
+            self._pred_angles[rows] = updates["angles"]
+        if "shifts" in updates:
+            self._pred_shifts[rows] = updates["shifts"]
+        if "confidence" in updates:
+            self._pred_conf[rows] = updates["confidence"]
 
-    def saveMd(self, fname: str | os.PathLike, overwrite: bool = True) -> None:
-        """Write the particles (with the updates of :meth:`updateMd`) as a RELION 3.1 star file.
+    def predictions(self, allow_partial: bool = False):
+        """The prediction star that :meth:`saveMd` writes, as a :class:`cesped.io.star.StarFile`.
 
-        ``rlnImageName`` keeps its value relative to the entry directory (as the ground truth
-        star), so run RELION from :attr:`datadir` or give it ``--i`` there. The file is written
-        atomically.
+        Rows: the particles given angles with :meth:`updateMd`, in the entry's order. Columns:
+        ``rlnImageName`` and the entry's other image columns (:func:`prediction_kept_columns`:
+        CTF, optics group, micrograph, ...; never its angles, shifts or confidence), then the
+        predicted ``rlnAngleRot/Tilt/Psi``, ``rlnOriginX/YAngst`` only if shifts were given and
+        ``rlnParticleFigureOfMerit`` only if confidences were given. The optics table is the
+        entry's.
+
+        Parameters
+        ----------
+        allow_partial : bool
+            False: every particle must have predicted angles. True: write only those that do.
 
         Raises
         ------
         ValueError
-            ``fname`` does not end with ``.star``; non-finite angles (e.g. particles never
-            updated in a star without angles).
+            Particles without predicted angles (unless ``allow_partial``; the message gives their
+            number and the first ids), no prediction at all, or predicted particles of which only
+            some were given shifts (or confidences): give them for all or for none.
+        """
+        from cesped.io.star import StarFile
+
+        names = self._star.particles["rlnImageName"].astype(str)
+        n = len(names)
+        has_angles = np.isfinite(self._pred_angles).all(axis=1)
+        missing = np.flatnonzero(~has_angles)
+        if has_angles.sum() == 0:
+            raise ValueError(
+                f"saveMd: none of the {n} particles of {self.starFname} has predicted angles "
+                "(call updateMd(ids=..., angles=...) first)"
+            )
+        if missing.size and not allow_partial:
+            raise ValueError(
+                f"saveMd: {missing.size} of the {n} particles of {self.starFname} have no predicted "
+                f"angles, e.g. {names.iloc[missing[:5]].tolist()} (a DataLoader with drop_last=True or "
+                "a loop stopped early leaves particles out); predict every particle, or pass "
+                f"allow_partial=True to write only the {n - missing.size} predicted ones (evaluateEntry "
+                "refuses a file with missing particles)"
+            )
+        rows = np.flatnonzero(has_angles)
+        gt = self._star.particles
+        parts = gt.iloc[rows][prediction_kept_columns(gt.columns)].reset_index(drop=True)
+        for j, c in enumerate(_ANGLES):
+            parts[c] = self._pred_angles[rows, j]
+        for what, arr, cols in (
+            ("shifts", self._pred_shifts, _SHIFTS),
+            ("confidence", self._pred_conf[:, None], (_PRED_CONFIDENCE,)),
+        ):
+            given = np.isfinite(arr[rows]).all(axis=1)
+            if given.any() and not given.all():
+                lacking = names.iloc[rows[~given][:5]].tolist()
+                raise ValueError(
+                    f"saveMd: {int((~given).sum())} of the {rows.size} particles with predicted angles "
+                    f"were given no {what}, e.g. {lacking}; give {what} for all of them or for none "
+                    f"(then the file has no {'/'.join(cols)} column)"
+                )
+            if given.any():
+                for j, c in enumerate(cols):
+                    parts[c] = arr[rows, j]
+        return StarFile(particles=parts, optics=self._star.optics.copy())
+
+    def saveMd(self, fname: str | os.PathLike, overwrite: bool = True, allow_partial: bool = False) -> None:
+        """Write the predictions of :meth:`updateMd` as a RELION 3.1 star file (atomically).
+
+        The file holds only predictions, never the entry's ground truth: see :meth:`predictions`
+        for its rows and columns. Shifts that were never given are not written (no
+        ``rlnOriginX/YAngst`` columns, which RELION reads as 0 and ``evaluateEntry`` refuses for
+        ``SO3xR2``); write zeros explicitly (``shifts=torch.zeros(B, 2)``) to claim 0 shifts.
+        ``rlnImageName`` keeps its value relative to the entry directory (as the ground truth
+        star), so run RELION from :attr:`datadir` or give it ``--i`` there.
+
+        Parameters
+        ----------
+        fname : path
+            Destination ``*.star``.
+        overwrite : bool
+            Replace an existing file.
+        allow_partial : bool
+            Write only the particles with predicted angles instead of raising.
+
+        Raises
+        ------
+        ValueError
+            ``fname`` does not end with ``.star``; particles without predicted angles (unless
+            ``allow_partial``); shifts or confidences given for only some particles.
         FileExistsError
             ``fname`` exists and ``overwrite`` is False.
         """
@@ -480,7 +636,7 @@ class ParticlesDataset(Dataset):
             raise ValueError(f"saveMd: predictions are written as a .star file, got {fname}")
         if fname.exists() and not overwrite:
             raise FileExistsError(f"saveMd: {fname} exists (overwrite=False)")
-        write_star(fname, self._star)
+        write_star(fname, self.predictions(allow_partial=allow_partial))
 
     # ------------------------------------------------------------------ entries
     @staticmethod
