@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--particlesRootDir", default=None, help="directory rlnImageName is relative to")
     sp.add_argument("--symmetry", required=True)
     sp.add_argument("--link", action="store_true", help="reference the stacks instead of copying them")
+    sp.add_argument(
+        "--unlabelled",
+        action="store_true",
+        help="the star has no poses (e.g. new data to predict): record the entry as unlabelled",
+    )
     bench(sp)
     return p
 
@@ -136,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.symmetry,
                 benchmarkDir=args.benchmarkDir,
                 copy_images=not args.link,
+                labelled=not args.unlabelled,
             )
             print(f"added {args.newTargetName} half-set {args.halfset} in {d}")
     except (ValueError, FileNotFoundError, DownloadError) as e:

@@ -28,12 +28,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from cesped.data.columns import prediction_kept_columns
 from cesped.data.entries import check_halfset, list_entries
 from cesped.data.local import add_local_entry, ensure_entry, entry_paths, locally_available_entries, read_info
 from cesped.data.preprocess import cropped_size, preprocess_images
 from cesped.physics.ctf import compute_ctf, ctf_parameters
 
-__all__ = ["ParticlesDataset", "preprocess_entry", "prediction_kept_columns"]
+__all__ = ["ParticlesDataset", "preprocess_entry"]
 
 _CTF_COLUMNS = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle")
 _ANGLES = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
@@ -41,49 +42,6 @@ _SHIFTS = ("rlnOriginXAngst", "rlnOriginYAngst")
 _GT_CONFIDENCE = "rlnMaxValueProbDistribution"
 _PRED_CONFIDENCE = "rlnParticleFigureOfMerit"
 _ANGLE_FORMATS = ("rotmat", "euler", "zyzEulerDegs", "quaternion")
-
-
-# Columns of an entry's star that are ground truth of the pose (or results of the refinement that
-# produced it) and so never reach a prediction star: every rlnAngle* (angles, their priors, the
-# psi flip ratio), every rlnOrigin* (shifts in Å or px, their priors) and the refinement's
-# per-particle outputs. Everything else of the RELION vocabulary (image name, CTF, optics group,
-# micrograph, coordinates, random subset, ...) describes the image, not its pose, and is kept so
-# that RELION can reconstruct from the prediction star directly. Columns outside the RELION
-# vocabulary (no ``rln`` prefix) are dropped: their meaning is unknown.
-_GT_PREFIXES = ("rlnAngle", "rlnOrigin")
-_GT_REFINEMENT_COLUMNS = frozenset(
-    {
-        "rlnMaxValueProbDistribution",
-        "rlnParticleFigureOfMerit",
-        "rlnNrOfSignificantSamples",
-        "rlnLogLikeliContribution",
-        "rlnNormCorrection",
-        "rlnClassNumber",
-    }
-)
-
-
-def prediction_kept_columns(columns) -> list[str]:
-    """The columns of an entry's particle table that a prediction star keeps (in their order).
-
-    Parameters
-    ----------
-    columns : iterable of str
-        Column names of the ground-truth ``data_particles`` table.
-
-    Returns
-    -------
-    list of str
-        Every ``rln`` column except the pose ground truth (``rlnAngle*``, ``rlnOrigin*``) and the
-        refinement's per-particle results (``rlnMaxValueProbDistribution``,
-        ``rlnParticleFigureOfMerit``, ``rlnNrOfSignificantSamples``, ``rlnLogLikeliContribution``,
-        ``rlnNormCorrection``, ``rlnClassNumber``).
-    """
-    return [
-        c
-        for c in columns
-        if c.startswith("rln") and not c.startswith(_GT_PREFIXES) and c not in _GT_REFINEMENT_COLUMNS
-    ]
 
 
 def _label_columns(df, star_path, unlabelled: bool):
@@ -659,6 +617,7 @@ class ParticlesDataset(Dataset):
         symmetry: str,
         benchmarkDir: str | os.PathLike | None = None,
         copy_images: bool = True,
+        labelled: bool = True,
     ) -> Path:
         """Add your own particles (RELION star + stacks) as entry ``newTargetName``.
 
@@ -666,6 +625,10 @@ class ParticlesDataset(Dataset):
         ``copy_images=False``, referenced by absolute path) and the star and ``info_<h>.json``
         (with ``symmetry``) written next to them. Returns the entry directory; then
         ``ParticlesDataset(newTargetName, halfset, benchmarkDir)`` loads it.
+
+        The star must hold the pose labels (``rlnAngleRot/Tilt/Psi``, ``rlnOriginX/YAngst``)
+        unless ``labelled=False``: then the entry is recorded as unlabelled, its star keeps no
+        pose columns and the dataset returns NaN labels (for predicting poses of new data).
         """
         return add_local_entry(
             starFname,
@@ -675,6 +638,7 @@ class ParticlesDataset(Dataset):
             symmetry,
             benchmark_dir=benchmarkDir,
             copy_images=copy_images,
+            labelled=labelled,
         )
 
 

@@ -183,6 +183,7 @@ def add_local_entry(
     benchmark_dir: str | os.PathLike | None = None,
     copy_images: bool = True,
     chunk: int = 1024,
+    labelled: bool = True,
 ) -> Path:
     """Add a user's particles (star + stacks) as entry ``name`` half ``halfset``.
 
@@ -202,6 +203,12 @@ def add_local_entry(
         True: copy the images into ``particles_<h>.mrcs`` (float32, read and written in chunks of
         ``chunk`` images). False: keep the user's stacks and point ``rlnImageName`` at them by
         absolute path.
+    labelled : bool
+        True: the star must hold the pose labels (``rlnAngleRot/Tilt/Psi``, ``rlnOriginX/YAngst``;
+        a missing one is an error naming the file and the column). False (explicit opt-in, e.g. to
+        predict poses of new data): the entry is recorded as unlabelled (``"labelled": false`` in
+        ``info_<h>.json``), every pose and refinement column is dropped from its star
+        (:func:`cesped.data.columns.is_ground_truth_column`) and the dataset returns NaN labels.
 
     Returns
     -------
@@ -210,6 +217,7 @@ def add_local_entry(
     """
     import mrcfile
 
+    from cesped.data.columns import is_ground_truth_column
     from cesped.geometry.symmetry import normalize_symmetry
     from cesped.io.atomic import atomic_open, atomic_path
     from cesped.io.stack import ImageSource
@@ -227,16 +235,22 @@ def add_local_entry(
     if not name or "/" in str(name) or str(name) in (".", ".."):
         raise ValueError(f"entry name must be a plain directory name, got {name!r}")
     star = read_star(star_fname)
-    require_columns(star, list(ANGLE_COLUMNS), "the pose labels")
+    if labelled:
+        require_columns(
+            star,
+            list(ANGLE_COLUMNS) + list(SHIFT_COLUMNS),
+            "the pose labels; add data without poses with labelled=False",
+        )
     root = Path(particles_root_dir) if particles_root_dir is not None else Path(star_fname).parent
     src = ImageSource.from_star(star, root=root)  # validates every stack and index
     px = pixel_size(star)
     p = entry_paths(name, h, benchmark_dir)
     p["dir"].mkdir(parents=True, exist_ok=True)
     parts = star.particles.copy()
-    for c in SHIFT_COLUMNS:
-        if c not in parts.columns:
-            parts[c] = 0.0
+    if not labelled:
+        parts = parts[
+            [c for c in parts.columns if c == "rlnImageName" or not is_ground_truth_column(c)]
+        ].copy()
     if "rlnImageOriginalName" not in parts.columns:
         parts["rlnImageOriginalName"] = parts["rlnImageName"]
     n = len(src)
@@ -256,7 +270,15 @@ def add_local_entry(
     star.particles = parts
     write_star(p["star"], star)
     with atomic_open(p["info"], "w") as fh:
-        json.dump({"symmetry": sym, "source": str(Path(star_fname).resolve()), "n_particles": n}, fh)
+        json.dump(
+            {
+                "symmetry": sym,
+                "source": str(Path(star_fname).resolve()),
+                "n_particles": n,
+                "labelled": labelled,
+            },
+            fh,
+        )
     with atomic_open(p["dir"] / f".complete_{h}.json", "w") as fh:
         json.dump({"record": None, "local": True}, fh)
     return p["dir"]
