@@ -25,6 +25,9 @@ from cesped import settings
 from cesped.data.entries import check_halfset, entry_names, get_entry
 
 __all__ = [
+    "ORIGINAL_BENCHMARK_DIR",
+    "EntryElsewhereError",
+    "original_benchmark_dir",
     "entry_paths",
     "is_available",
     "ensure_entry",
@@ -32,6 +35,51 @@ __all__ = [
     "read_info",
     "add_local_entry",
 ]
+
+
+ORIGINAL_BENCHMARK_DIR = "~/tmp/cryoSupervisedDataset"
+"""The original cesped package's default data folder (its ``configs/defaultDataConfig.yaml``)."""
+
+
+class EntryElsewhereError(FileNotFoundError):
+    """The entry is not in the benchmark directory but the original package's folder has it."""
+
+
+def original_benchmark_dir() -> Path | None:
+    """Where the original cesped package put entries by default, or None when not to look there.
+
+    ``~/tmp/cryoSupervisedDataset`` unless the environment variable
+    ``CESPED_ORIGINAL_BENCHMARK_DIR`` names another folder (an empty value: do not look).
+    """
+    env = os.environ.get("CESPED_ORIGINAL_BENCHMARK_DIR")
+    if env is not None and not env.strip():
+        return None
+    return Path(env or ORIGINAL_BENCHMARK_DIR).expanduser()
+
+
+def _original_copy_message(name: str, halfset: int, root: Path) -> str | None:
+    """Say so when the original package's folder holds (part of) this half-set; None otherwise."""
+    orig = original_benchmark_dir()
+    if orig is None:
+        return None
+    try:
+        if orig.resolve() == root.resolve():
+            return None
+    except OSError:
+        return None
+    d = orig / name
+    if not (d / f"particles_{halfset}.star").is_file():
+        return None
+    info = get_entry(name)
+    done = (d / f"SUCCESSFUL_DOWNLOAD_{info.record_id(halfset)}.txt").exists()
+    state = "downloaded" if done else "partly downloaded (no SUCCESSFUL_DOWNLOAD marker: it will be resumed)"
+    return (
+        f"entry {name!r} half-set {halfset} is not in {root} but the original cesped package {state} it "
+        f"in {d}. Use that copy instead of downloading it again: ParticlesDataset(..., "
+        f"benchmarkDir='{orig}') or the environment variable CESPED_BENCHMARK_DIR={orig} (or move "
+        f"{d} into {root}/). To download a new copy into {root} anyway, set "
+        "CESPED_ORIGINAL_BENCHMARK_DIR='' (empty)."
+    )
 
 
 def entry_paths(name: str, halfset: int, benchmark_dir: str | os.PathLike | None = None) -> dict[str, Path]:
@@ -50,10 +98,15 @@ def entry_paths(name: str, halfset: int, benchmark_dir: str | os.PathLike | None
 def is_available(name: str, halfset: int, benchmark_dir: str | os.PathLike | None = None) -> bool:
     """Whether the half-set is complete on disk.
 
-    True when the star and info files exist and either the stack ``particles_<h>.mrcs`` exists (a
-    downloaded file only appears once verified) or a completion marker does (``.complete_<h>.json``
-    written by the downloader and :func:`add_local_entry`, or the original package's
-    ``SUCCESSFUL_DOWNLOAD_<record>.txt``).
+    The star and info files must exist, and:
+
+    * a registered real entry needs a completion marker: ``.complete_<h>.json`` (written by the
+      downloader once every file verified, and by :func:`add_local_entry`) or the original
+      package's ``SUCCESSFUL_DOWNLOAD_<record>.txt``. A stack without one may be half-downloaded
+      (the original package appended to ``particles_<h>.mrcs`` directly) and is resumed and
+      verified by :func:`ensure_entry`, never used as it is;
+    * a synthetic entry needs ``generation.json`` (the simulator writes it last);
+    * any other (user) entry needs ``particles_<h>.mrcs`` or ``.complete_<h>.json``.
     """
     p = entry_paths(name, halfset, benchmark_dir)
     if not (p["star"].is_file() and p["info"].is_file()):
@@ -64,10 +117,10 @@ def is_available(name: str, halfset: int, benchmark_dir: str | os.PathLike | Non
         info = None
     if info is not None and info.is_synthetic:  # the simulator writes generation.json last
         return (p["dir"] / "generation.json").is_file()
-    if p["mrcs"].exists() or (p["dir"] / f".complete_{halfset}.json").exists():
+    if (p["dir"] / f".complete_{halfset}.json").exists():
         return True
     if info is None:
-        return False
+        return p["mrcs"].exists()
     return (p["dir"] / f"SUCCESSFUL_DOWNLOAD_{info.record_id(halfset)}.txt").exists()
 
 
@@ -130,7 +183,10 @@ def ensure_entry(
     ValueError
         ``halfset`` not 0/1; unknown entry name that is not on disk either.
     FileNotFoundError
-        Missing and ``download=False``.
+        Missing and ``download=False``; an unknown entry whose directory lacks some files (named).
+    EntryElsewhereError
+        A registered entry missing here but present in the original package's folder
+        (:func:`original_benchmark_dir`): the message says how to use it; nothing is downloaded.
     cesped.data.zenodo.OfflineError, cesped.data.zenodo.DownloadError
     """
     h = check_halfset(halfset)
@@ -141,6 +197,14 @@ def ensure_entry(
     try:
         info = get_entry(name)
     except ValueError:
+        present = [f.name for f in (p["star"], p["info"], p["mrcs"]) if f.exists()]
+        if present:
+            absent = [f.name for f in (p["star"], p["info"], p["mrcs"]) if not f.exists()]
+            raise FileNotFoundError(
+                f"entry {name!r} half-set {h} in {p['dir']} is incomplete: {', '.join(absent)} missing "
+                f"(found {', '.join(present)}); it is not a known CESPED entry either, so nothing can "
+                "be downloaded"
+            ) from None
         raise ValueError(
             f"entry {name!r} half-set {h} is neither in {p['dir']} nor a known CESPED entry "
             f"({', '.join(entry_names())}); add your own data with ParticlesDataset.addNewEntryLocally"
@@ -152,6 +216,10 @@ def ensure_entry(
         return p["dir"]
     from cesped.data import zenodo
 
+    started_here = any(p["dir"].glob(f"particles_{h}.*"))
+    elsewhere = None if started_here else _original_copy_message(name, h, root)
+    if elsewhere is not None:
+        raise EntryElsewhereError(elsewhere)
     if not download:
         raise FileNotFoundError(
             f"entry {name!r} half-set {h} not found in {p['dir']}.\n"

@@ -107,6 +107,27 @@ def stack_info(path: str | os.PathLike) -> tuple[int, int, int, np.dtype, int]:
     return nz, ny, nx, dtype, offset
 
 
+def _stack_candidates(rel: str, root: Path, star_dir: Path | None) -> list[Path]:
+    """Where the stack named ``rel`` in ``rlnImageName`` may be, in the order tried."""
+    p = Path(rel)
+    out = [p if p.is_absolute() else root / p]
+    for d in (root, star_dir):
+        if d is not None and (d / p.name) not in out:
+            out.append(d / p.name)
+    return out
+
+
+def _locate_stack(rel: str, root: Path, star_dir: Path | None) -> Path | None:
+    """The stack of ``rlnImageName`` path ``rel``: ``root/rel`` (or ``rel`` if absolute), else
+    ``root/<basename>``, else ``<star dir>/<basename>`` (as the original package's loader: a
+    project's ``Extract/job012/`` prefix when the stacks were moved next to the star); None if
+    none exists."""
+    for c in _stack_candidates(rel, root, star_dir):
+        if c.is_file():
+            return c
+    return None
+
+
 class ImageSource:
     """Random access to the particle images of a star file, memory-mapped.
 
@@ -147,7 +168,9 @@ class ImageSource:
         star : StarFile
         root : path-like, optional
             Directory that relative image paths start from; default: the star file's directory
-            (the current directory for an in-memory star).
+            (the current directory for an in-memory star). A stack not found there is looked
+            for by its base name in ``root`` and then in the star file's directory (RELION
+            project paths such as ``Extract/job012/a.mrcs`` of stacks moved next to the star).
 
         Raises
         ------
@@ -169,18 +192,20 @@ class ImageSource:
         files, dtypes, offsets, counts, shape = [], [], [], [], None
         order = np.argsort(codes, kind="stable")  # rows grouped by file, in row order
         starts = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+        star_dir = star.path.parent if star.path is not None else None
         for k, r in enumerate(uniques):
-            p = Path(r)
-            full = p if p.is_absolute() else root / p
             rows = order[starts[k] : starts[k + 1]]
             first_row = int(rows[0])
-            try:
-                nz, ny, nx, dt, off = stack_info(full)
-            except FileNotFoundError:
+            full = _locate_stack(r, root, star_dir)
+            if full is None:
+                tried = _stack_candidates(r, root, star_dir)
                 raise FileNotFoundError(
-                    f"image stack not found: {full} (rlnImageName of row {first_row}: {names[first_row]!r}; "
-                    f"paths are relative to {root})"
-                ) from None
+                    f"image stack not found: {tried[0]} (rlnImageName of row {first_row}: "
+                    f"{names[first_row]!r}; paths are relative to {root}"
+                    + (f"; also tried {', '.join(map(str, tried[1:]))}" if len(tried) > 1 else "")
+                    + ")"
+                )
+            nz, ny, nx, dt, off = stack_info(full)
             over = rows[slices[rows] >= nz]
             if over.size:
                 i = int(over[0])
