@@ -30,7 +30,14 @@ from torch.utils.data import Dataset
 
 from cesped.data.columns import prediction_kept_columns
 from cesped.data.entries import check_halfset, list_entries
-from cesped.data.local import add_local_entry, ensure_entry, entry_paths, locally_available_entries, read_info
+from cesped.data.local import (
+    add_local_entry,
+    check_stack_pixel_size,
+    ensure_entry,
+    entry_paths,
+    locally_available_entries,
+    read_info,
+)
 from cesped.data.preprocess import cropped_size, preprocess_images
 from cesped.physics.ctf import compute_ctf, ctf_parameters
 
@@ -127,6 +134,10 @@ class ParticlesDataset(Dataset):
     preprocesses a whole batch at once. Unlike the original package, ``rotMat`` is not reduced
     to the asymmetric unit.
 
+    The pixel size is the star's ``rlnImagePixelSize`` (RELION's convention). A stack header
+    stating another one raises a ``UserWarning`` with both values, recorded in
+    :attr:`pixel_size_mismatch` (and in ``repr`` and :func:`preprocess_entry`'s ``info_<h>.json``).
+
     If :attr:`augmenter` is set (a :class:`cesped.data.augment.PoseAugmenter`), it is applied
     after preprocessing and updates the labels; in ``DataLoader`` workers its generator is
     re-seeded from the worker seed.
@@ -180,6 +191,8 @@ class ParticlesDataset(Dataset):
             raise ValueError(f"{self._paths['star']}: images must be square, got {ny}x{nx}")
         self._box = int(nx)
         self._pixel_size = float(pixel_size(star))
+        #: None, or the star's and a stack header's disagreeing pixel sizes (the star's is used)
+        self.pixel_size_mismatch = check_stack_pixel_size(self._source, self._pixel_size, self._paths["star"])
         self._crop = cropped_size(self._box, self.image_size_factor_for_crop)
         self._image_size = int(image_size) if image_size is not None else self._box
 
@@ -275,7 +288,13 @@ class ParticlesDataset(Dataset):
             f"symmetry={self.symmetry!r}, image_size={self.image_size}, "
             f"sampling_rate={self.sampling_rate:.4g} Å/px, box={self._box}, crop={self._crop}, "
             f"normalization={self.apply_perImg_normalization}, ctf_correction={self.ctf_correction!r}, "
-            f"dir='{self.datadir}')"
+            f"dir='{self.datadir}'"
+            + (
+                f", header pixel size {self.pixel_size_mismatch['header_pixel_size']:g} Å/px ignored"
+                if self.pixel_size_mismatch
+                else ""
+            )
+            + ")"
         )
 
     # ------------------------------------------------------------------ reading
@@ -704,6 +723,7 @@ def preprocess_entry(
         "ctf_correction": ctf_correction,
         "image_size_factor_for_crop": image_size_factor_for_crop,
         "normalized": bool(apply_perImg_normalization),
+        **({"pixel_size_mismatch": ds.pixel_size_mismatch} if ds.pixel_size_mismatch else {}),
     }
     with atomic_open(out / f"info_{h}.json", "w") as fh:
         json.dump(info, fh, indent=1)

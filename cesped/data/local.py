@@ -34,6 +34,7 @@ __all__ = [
     "locally_available_entries",
     "read_info",
     "add_local_entry",
+    "check_stack_pixel_size",
 ]
 
 
@@ -80,6 +81,42 @@ def _original_copy_message(name: str, halfset: int, root: Path) -> str | None:
         f"{d} into {root}/). To download a new copy into {root} anyway, set "
         "CESPED_ORIGINAL_BENCHMARK_DIR='' (empty)."
     )
+
+
+def check_stack_pixel_size(source, pixel_size: float, star_path) -> dict | None:
+    """Warn when a stack's header disagrees with the star's pixel size; return the record of it.
+
+    The star's ``rlnImagePixelSize`` is used either way (RELION's convention: the header is not
+    read for the pixel size), so the disagreement is reported, with both values, instead of
+    being resolved silently.
+
+    Parameters
+    ----------
+    source : cesped.io.stack.ImageSource
+    pixel_size : float
+        The star's pixel size in Å/px.
+    star_path : path
+        For the message.
+
+    Returns
+    -------
+    dict or None
+        ``{"star_pixel_size", "header_pixel_size", "stack", "used"}`` or None when every stack
+        header that states a pixel size agrees within 0.1 %.
+    """
+    import warnings
+
+    found = source.pixel_size_mismatch(pixel_size)
+    if found is None:
+        return None
+    stack, header_px = found
+    warnings.warn(
+        f"{star_path}: rlnImagePixelSize {pixel_size:g} Å/px disagrees with the header of {stack} "
+        f"({header_px:g} Å/px); the star's value is used",
+        UserWarning,
+        stacklevel=3,
+    )
+    return {"star_pixel_size": pixel_size, "header_pixel_size": header_px, "stack": stack, "used": "star"}
 
 
 def entry_paths(name: str, halfset: int, benchmark_dir: str | os.PathLike | None = None) -> dict[str, Path]:
@@ -312,6 +349,7 @@ def add_local_entry(
     root = Path(particles_root_dir) if particles_root_dir is not None else Path(star_fname).parent
     src = ImageSource.from_star(star, root=root)  # validates every stack and index
     px = pixel_size(star)
+    mismatch = check_stack_pixel_size(src, px, star_fname)
     p = entry_paths(name, h, benchmark_dir)
     p["dir"].mkdir(parents=True, exist_ok=True)
     parts = star.particles.copy()
@@ -344,6 +382,7 @@ def add_local_entry(
                 "source": str(Path(star_fname).resolve()),
                 "n_particles": n,
                 "labelled": labelled,
+                **({"pixel_size_mismatch": mismatch} if mismatch else {}),
             },
             fh,
         )
