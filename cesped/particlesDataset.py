@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = _parser().parse_args(argv)
     from cesped import settings
+    from cesped._cli import error_line
     from cesped.data.local import ensure_entry, locally_available_entries
     from cesped.data.zenodo import DownloadError
 
@@ -144,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                 labelled=not args.unlabelled,
             )
             print(f"added {args.newTargetName} half-set {args.halfset} in {d}")
-    except (ValueError, FileNotFoundError, DownloadError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, OSError, DownloadError) as e:
+        print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
     return 0
 

@@ -687,6 +687,8 @@ def preprocess_entry(
     from cesped.io.atomic import atomic_open, atomic_path
     from cesped.io.star import write_star
 
+    out = Path(outDir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)  # an unusable outDir fails before any work
     ds = ParticlesDataset(
         targetName,
         halfset,
@@ -696,8 +698,6 @@ def preprocess_entry(
         ctf_correction=ctf_correction,
         image_size_factor_for_crop=image_size_factor_for_crop,
     )
-    out = Path(outDir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
     h = ds.halfset
     star_path, stack_path = out / f"particles_{h}.star", out / f"particles_{h}.mrcs"
     n, m = len(ds), ds.image_size
