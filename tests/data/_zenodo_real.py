@@ -9,76 +9,45 @@ The shapes (seen from zenodo.org and read in the original package's downloader):
 ``"entries"``  ``{"files": {"enabled": true, "count", "entries": {<key>: {"key", "size", "checksum",
                "links"}}}}``, the InvenioRDM dictionary keyed by file name.
 
-Files are served only at ``/api/records/<id>/files/<key>/content``, with ``Range`` support;
-``log`` lists ``(path, range_header)`` of every request.
+It is :class:`FakeZenodo` (same switches, same ``log``) with the record metadata in one of these
+shapes; its ``links.self`` is the documented ``.../files/<key>/content`` route, which
+:class:`FakeZenodo` serves with ``Range`` support. Tests may replace :meth:`record_json`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import urllib.parse
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from ._helpers import FakeZenodo
 
 STYLES = ("rdm", "legacy", "entries")
 
 
-class RealShapeZenodo:
-    """Serve ``{record_id: {key: bytes}}`` in one of :data:`STYLES`; use as a context manager."""
+class RealShapeZenodo(FakeZenodo):
+    """Serve ``{record_id: {key: bytes}}`` with metadata in one of :data:`STYLES`."""
 
     def __init__(self, records: dict[str, dict[str, bytes]], style: str = "rdm"):
         if style not in STYLES:
             raise ValueError(f"style must be one of {STYLES}, got {style!r}")
-        self.records, self.style = records, style
-        self.log: list[tuple[str, str | None]] = []
+        super().__init__(records)
+        self.style = style
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def do_GET(self):  # noqa: N802
-                fake.log.append((self.path, self.headers.get("Range")))
-                parts = [urllib.parse.unquote(p) for p in self.path.strip("/").split("/")]
-                if parts[:2] != ["api", "records"] or len(parts) < 3:
+        class Handler(self.server.RequestHandlerClass):
+            def _record(self, rec):
+                if rec not in fake.records:
                     return self.send_error(404)
-                if len(parts) == 3:
-                    return self._send(
-                        200, json.dumps(fake.record_json(parts[2])).encode(), "application/json"
-                    )
-                if len(parts) >= 6 and parts[3] == "files" and parts[-1] == "content":
-                    return self._file(parts[2], "/".join(parts[4:-1]))
-                self.send_error(404)
-
-            def _send(self, status, body, ctype="application/octet-stream", extra=()):
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                for k, v in extra:
-                    self.send_header(k, v)
+                body = json.dumps(fake.record_json(rec)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
 
-            def _file(self, rec, key):
-                data = fake.records.get(rec, {}).get(key)
-                if data is None:
-                    return self.send_error(404)
-                rng = self.headers.get("Range")
-                if rng:
-                    start = int(rng.split("=")[1].split("-")[0])
-                    extra = [("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")]
-                    return self._send(206, data[start:], extra=extra)
-                self._send(200, data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/api/records/"
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        self.server.RequestHandlerClass = Handler
 
     def record_json(self, rec: str) -> dict:
         """The record's metadata in this server's style."""
@@ -92,19 +61,9 @@ class RealShapeZenodo:
                 f = {"id": str(uuid.uuid4()), "key": key, "size": len(data), "checksum": f"md5:{md5}"}
             files.append({**f, "links": link})
         if self.style == "entries":
-            return {
-                "id": int(rec),
-                "files": {"enabled": True, "count": len(files), "entries": {f["key"]: f for f in files}},
-            }
+            entries = {f["key"]: f for f in files}
+            return {"id": int(rec), "files": {"enabled": True, "count": len(files), "entries": entries}}
         return {"id": int(rec), "files": files}
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
     def file_requests(self, key: str) -> list[str | None]:
         """Range headers of the requests for the content of file ``key``."""

@@ -40,7 +40,12 @@ def _user_star(tmp_path, parts, optics):
     return star
 
 
-def test_add_entry_without_shifts_is_refused_not_zero_filled(tmp_path):
+def _add_entry_cli(star, name, bench, *extra):
+    argv = ["add_entry", "--newTargetName", name, "-p", "0", "--starFname", str(star), "--symmetry", "C1"]
+    return main([*argv, "-b", str(bench), *extra])
+
+
+def test_add_entry_without_shifts_is_refused_not_zero_filled(tmp_path, capsys):
     parts, optics = tiny_tables(4, 16)
     star = _user_star(tmp_path, parts.drop(columns=["rlnOriginXAngst", "rlnOriginYAngst"]), optics)
     with pytest.raises(
@@ -49,24 +54,8 @@ def test_add_entry_without_shifts_is_refused_not_zero_filled(tmp_path):
         ParticlesDataset.addNewEntryLocally(star, None, "mine", 0, "C1", benchmarkDir=tmp_path / "b")
     assert not (tmp_path / "b" / "mine" / "particles_0.star").exists()
     # the command line says the same in one line, exit status 2
-    assert (
-        main(
-            [
-                "add_entry",
-                "--newTargetName",
-                "mine",
-                "-p",
-                "0",
-                "--starFname",
-                str(star),
-                "--symmetry",
-                "C1",
-                "-b",
-                str(tmp_path / "b"),
-            ]
-        )
-        == 2
-    )
+    assert _add_entry_cli(star, "mine", tmp_path / "b") == 2
+    assert "rlnOriginXAngst" in capsys.readouterr().err
 
 
 def test_unlabelled_entry_is_an_explicit_recorded_choice(tmp_path, capsys):
@@ -76,25 +65,7 @@ def test_unlabelled_entry_is_an_explicit_recorded_choice(tmp_path, capsys):
     )
     star = _user_star(tmp_path, bare.assign(rlnAngleRotPrior=1.0), optics)
     bench = tmp_path / "b"
-    assert (
-        main(
-            [
-                "add_entry",
-                "--newTargetName",
-                "new",
-                "-p",
-                "0",
-                "--starFname",
-                str(star),
-                "--symmetry",
-                "C1",
-                "-b",
-                str(bench),
-                "--unlabelled",
-            ]
-        )
-        == 0
-    )
+    assert _add_entry_cli(star, "new", bench, "--unlabelled") == 0
     assert json.loads((bench / "new" / "info_0.json").read_text())["labelled"] is False
     entry_star = starfile.read(bench / "new" / "particles_0.star")["particles"]
     assert not [c for c in entry_star.columns if c.startswith(("rlnAngle", "rlnOrigin", "rlnMaxValue"))]
