@@ -723,6 +723,7 @@ def preprocess_entry(
         "ctf_correction": ctf_correction,
         "image_size_factor_for_crop": image_size_factor_for_crop,
         "normalized": bool(apply_perImg_normalization),
+        "labelled": ds._labelled,
         **({"pixel_size_mismatch": ds.pixel_size_mismatch} if ds.pixel_size_mismatch else {}),
     }
     with atomic_open(out / f"info_{h}.json", "w") as fh:

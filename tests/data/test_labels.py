@@ -75,3 +75,32 @@ def test_unlabelled_entry_is_an_explicit_recorded_choice(tmp_path, capsys):
     ds.updateMd(iid, angles=Rotation.random(4, random_state=0).as_matrix())
     ds.saveMd(tmp_path / "pred.star")
     assert len(starfile.read(tmp_path / "pred.star")["particles"]) == 4
+
+
+def _bare_star(tmp_path):
+    parts, optics = tiny_tables(4, 16)
+    pose = ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst"]
+    return _user_star(tmp_path, parts.drop(columns=pose), optics)
+
+
+def test_preprocessed_unlabelled_entry_stays_unlabelled(tmp_path):
+    from cesped.particlesDataset import preprocess_entry
+
+    bench = tmp_path / "b"
+    ParticlesDataset.addNewEntryLocally(
+        _bare_star(tmp_path), None, "new", 0, "C1", benchmarkDir=bench, labelled=False
+    )
+    star = preprocess_entry("new", 0, bench / "pre", benchmarkDir=bench, progress=False)
+    assert json.loads((star.parent / "info_0.json").read_text())["labelled"] is False
+    _, _, (rot, _, _), _ = ParticlesDataset("pre", 0, benchmarkDir=bench, **RAW).get_batch(range(4))
+    assert torch.isnan(rot).all()
+
+
+def test_predicting_a_star_without_poses(tmp_path, monkeypatch):
+    """infer's star=... path registers new data as unlabelled: no poses needed, none invented."""
+    from cesped.training.datamodule import open_particles
+
+    monkeypatch.setenv("CESPED_CACHE_DIR", str(tmp_path / "cache"))
+    ds = open_particles(star=_bare_star(tmp_path), **RAW)
+    iid, img, (rot, sh, conf), _ = ds.get_batch(range(4))
+    assert img.shape == (4, 1, 16, 16) and torch.isnan(rot).all() and torch.isnan(sh).all()
