@@ -117,7 +117,9 @@ class ParticlesDataset(Dataset):
         ``int(box * (1 - factor))`` pixels are kept (0.25 keeps 75 %).
     download : bool
         Download (or simulate) the entry when it is not on disk; False raises
-        ``FileNotFoundError`` with instructions instead.
+        ``FileNotFoundError`` with instructions instead. Either way, an entry found only in the
+        original package's folder (``~/tmp/cryoSupervisedDataset``) raises
+        :class:`cesped.data.local.EntryElsewhereError` saying how to use it, before any download.
     wiener_constant : float
         ``k`` of the Wiener filter ``CTF / (CTF² + k)``.
     zenodo_url : str, optional
@@ -133,6 +135,10 @@ class ParticlesDataset(Dataset):
     particle's star row as a dict. ``DataLoader`` uses :meth:`__getitems__`, which reads and
     preprocesses a whole batch at once. Unlike the original package, ``rotMat`` is not reduced
     to the asymmetric unit.
+
+    A labelled entry's star must have ``rlnAngleRot/Tilt/Psi`` and ``rlnOriginX/YAngst``
+    (``ValueError`` naming the file and the column otherwise); an entry added with
+    ``addNewEntryLocally(..., labelled=False)`` returns NaN labels.
 
     The pixel size is the star's ``rlnImagePixelSize`` (RELION's convention). A stack header
     stating another one raises a ``UserWarning`` with both values, recorded in
