@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from cesped.particlesDataset import main
 
 
@@ -28,16 +25,16 @@ def test_preprocess_onto_an_existing_file(tiny_entry, tmp_path, capsys):
     assert blocker.read_text() == "x"
 
 
-def test_simulate_out_under_a_file_fails_first_in_one_line(tmp_path):
+def test_simulate_out_under_a_file_fails_first_in_one_line(tmp_path, capsys, monkeypatch):
+    from cesped import simulate
+    from cesped.simulation import entry
+
+    def never(*a, **k):  # the check comes before any work
+        raise AssertionError("simulate_entry was called")
+
+    monkeypatch.setattr(entry, "simulate_entry", never)
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     args = ["--structure", "4e43", "--n", "4", "--pixel-size", "4", "--box", "16", "--snr", "1"]
-    r = subprocess.run(
-        [sys.executable, "-m", "cesped.simulate", *args, "--out", str(blocker / "entry"), "--no-progress"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [f"error: {blocker}: Not a directory"]
-    assert "Traceback" not in r.stderr
+    assert simulate.main([*args, "--out", str(blocker / "entry"), "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {blocker}: Not a directory"]
