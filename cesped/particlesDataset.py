@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--particlesRootDir", default=None, help="directory rlnImageName is relative to")
     sp.add_argument("--symmetry", required=True)
     sp.add_argument("--link", action="store_true", help="reference the stacks instead of copying them")
+    sp.add_argument(
+        "--unlabelled",
+        action="store_true",
+        help="the star has no poses (e.g. new data to predict): record the entry as unlabelled",
+    )
     bench(sp)
     return p
 
@@ -88,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = _parser().parse_args(argv)
     from cesped import settings
+    from cesped._cli import error_line
     from cesped.data.local import ensure_entry, locally_available_entries
     from cesped.data.zenodo import DownloadError
 
@@ -136,10 +142,11 @@ def main(argv: list[str] | None = None) -> int:
                 args.symmetry,
                 benchmarkDir=args.benchmarkDir,
                 copy_images=not args.link,
+                labelled=not args.unlabelled,
             )
             print(f"added {args.newTargetName} half-set {args.halfset} in {d}")
-    except (ValueError, FileNotFoundError, DownloadError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, OSError, DownloadError) as e:
+        print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
     return 0
 

@@ -107,10 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         names = {"n_particles": "--n", "pixel_size": "--pixel-size", "snr": "--snr (or --noiseless)"}
         parser.error("missing " + ", ".join(names.get(k, f"--{k}") for k in missing) + " (or give --preset)")
+    from cesped._cli import check_output_dir, error_line
+
     try:
+        check_output_dir(out)  # an unusable --out fails before any work
         path = simulate_entry(out, **kwargs)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:
+        print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
     print(path)
     return 0

@@ -28,9 +28,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from cesped.data.columns import prediction_kept_columns
 from cesped.data.entries import check_halfset, list_entries
 from cesped.data.local import (
     add_local_entry,
+    check_stack_pixel_size,
     ensure_entry,
     entry_paths,
     entry_symmetry,
@@ -50,10 +52,33 @@ _PRED_CONFIDENCE = "rlnParticleFigureOfMerit"
 _ANGLE_FORMATS = ("rotmat", "euler", "zyzEulerDegs", "quaternion")
 
 
-def _column(df, name, default, dtype=np.float64):
-    if name in df.columns:
-        return df[name].to_numpy(dtype=dtype)
-    return np.full(len(df), default, dtype=dtype)
+def _label_columns(df, star_path, unlabelled: bool):
+    """Angles (n, 3), shifts (n, 2) and confidence (n,) of the entry's star.
+
+    A labelled entry must have every angle and origin column (a ``ValueError`` names the star
+    file and the column); ``rlnMaxValueProbDistribution`` is optional (1.0: every label equally
+    trusted, as the original package). An unlabelled entry (``info_<h>.json`` has
+    ``"labelled": false``, see :func:`cesped.data.local.add_local_entry`) gets NaN labels.
+    """
+    n = len(df)
+    if unlabelled:
+        return np.full((n, 3), np.nan), np.full((n, 2), np.nan), np.full(n, np.nan)
+    missing = [c for c in _ANGLES + _SHIFTS if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{star_path}: the particle table lacks the pose column(s) {', '.join(missing)}; a labelled "
+            "entry needs rlnAngleRot/Tilt/Psi and rlnOriginX/YAngst (add data without poses with "
+            "ParticlesDataset.addNewEntryLocally(..., labelled=False))"
+        )
+    angles = df[list(_ANGLES)].to_numpy(dtype=np.float64)
+    shifts = df[list(_SHIFTS)].to_numpy(dtype=np.float64)
+    conf = df[_GT_CONFIDENCE].to_numpy(dtype=np.float64) if _GT_CONFIDENCE in df.columns else np.ones(n)
+    for name, vals in ((" / ".join(_ANGLES), angles), (" / ".join(_SHIFTS), shifts), (_GT_CONFIDENCE, conf)):
+        bad = ~np.isfinite(vals.reshape(n, -1)).all(axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{star_path}: non-finite {name} at row {i} ({df['rlnImageName'].iloc[i]})")
+    return angles, shifts, conf
 
 
 def _as_numpy(x, name: str) -> np.ndarray:
@@ -93,7 +118,9 @@ class ParticlesDataset(Dataset):
         ``int(box * (1 - factor))`` pixels are kept (0.25 keeps 75 %).
     download : bool
         Download (or simulate) the entry when it is not on disk; False raises
-        ``FileNotFoundError`` with instructions instead.
+        ``FileNotFoundError`` with instructions instead. Either way, an entry found only in the
+        original package's folder (``~/tmp/cryoSupervisedDataset``) raises
+        :class:`cesped.data.local.EntryElsewhereError` saying how to use it, before any download.
     wiener_constant : float
         ``k`` of the Wiener filter ``CTF / (CTF² + k)``.
     zenodo_url : str, optional
@@ -109,6 +136,14 @@ class ParticlesDataset(Dataset):
     particle's star row as a dict. ``DataLoader`` uses :meth:`__getitems__`, which reads and
     preprocesses a whole batch at once. Unlike the original package, ``rotMat`` is not reduced
     to the asymmetric unit.
+
+    A labelled entry's star must have ``rlnAngleRot/Tilt/Psi`` and ``rlnOriginX/YAngst``
+    (``ValueError`` naming the file and the column otherwise); an entry added with
+    ``addNewEntryLocally(..., labelled=False)`` returns NaN labels.
+
+    The pixel size is the star's ``rlnImagePixelSize`` (RELION's convention). A stack header
+    stating another one raises a ``UserWarning`` with both values, recorded in
+    :attr:`pixel_size_mismatch` (and in ``repr`` and :func:`preprocess_entry`'s ``info_<h>.json``).
 
     If :attr:`augmenter` is set (a :class:`cesped.data.augment.PoseAugmenter`), it is applied
     after preprocessing and updates the labels; in ``DataLoader`` workers its generator is
@@ -163,13 +198,21 @@ class ParticlesDataset(Dataset):
             raise ValueError(f"{self._paths['star']}: images must be square, got {ny}x{nx}")
         self._box = int(nx)
         self._pixel_size = float(pixel_size(star))
+        #: None, or the star's and a stack header's disagreeing pixel sizes (the star's is used)
+        self.pixel_size_mismatch = check_stack_pixel_size(self._source, self._pixel_size, self._paths["star"])
         self._crop = cropped_size(self._box, self.image_size_factor_for_crop)
         self._image_size = int(image_size) if image_size is not None else self._box
 
         df = star.particles
-        self._angles = np.stack([_column(df, c, 0.0) for c in _ANGLES], -1)
-        self._shifts = np.stack([_column(df, c, 0.0) for c in _SHIFTS], -1)
-        self._confidence = _column(df, _GT_CONFIDENCE, 1.0)
+        self._labelled = bool(self._info.get("labelled", True))
+        self._angles, self._shifts, self._confidence = _label_columns(
+            df, self._paths["star"], unlabelled=not self._labelled
+        )
+        n = len(df)
+        # predictions (updateMd) are kept apart from the ground truth; NaN = not predicted
+        self._pred_angles = np.full((n, 3), np.nan)
+        self._pred_shifts = np.full((n, 2), np.nan)
+        self._pred_conf = np.full(n, np.nan)
         self._ctf_params = None
         if ctf_correction != "none":
             require_columns(star, _CTF_COLUMNS, f"ctf_correction={ctf_correction!r}")
@@ -212,7 +255,10 @@ class ParticlesDataset(Dataset):
 
     @property
     def particles(self):
-        """Particle metadata (:class:`cesped.io.star.StarFile`), with the updates of :meth:`updateMd`."""
+        """The entry's particle metadata (:class:`cesped.io.star.StarFile`), ground truth included.
+
+        :meth:`updateMd` does not change it; the predictions are in :meth:`predictions`.
+        """
         return self._star
 
     @property
@@ -249,7 +295,13 @@ class ParticlesDataset(Dataset):
             f"symmetry={self.symmetry!r}, image_size={self.image_size}, "
             f"sampling_rate={self.sampling_rate:.4g} Å/px, box={self._box}, crop={self._crop}, "
             f"normalization={self.apply_perImg_normalization}, ctf_correction={self.ctf_correction!r}, "
-            f"dir='{self.datadir}')"
+            f"dir='{self.datadir}'"
+            + (
+                f", header pixel size {self.pixel_size_mismatch['header_pixel_size']:g} Å/px ignored"
+                if self.pixel_size_mismatch
+                else ""
+            )
+            + ")"
         )
 
     # ------------------------------------------------------------------ reading
@@ -388,6 +440,11 @@ class ParticlesDataset(Dataset):
     ) -> None:
         """Store predicted poses for the particles ``ids`` (kept in memory until :meth:`saveMd`).
 
+        Predictions are kept apart from the entry's ground truth (:attr:`particles` does not
+        change); a later call for the same particle replaces what it gives. A particle counts as
+        predicted once it has angles; shifts and confidences are optional but, within one saved
+        file, given for all predicted particles or for none.
+
         Parameters
         ----------
         ids : sequence of str
@@ -400,6 +457,8 @@ class ParticlesDataset(Dataset):
             ``[rlnOriginXAngst, rlnOriginYAngst]`` in Å.
         confidence : array (B,) or (B, 1), optional
             Written to ``rlnParticleFigureOfMerit``.
+        angles_format : {"rotmat", "euler", "zyzEulerDegs", "quaternion"}
+        shifts_format : {"Angst"}
 
         Raises
         ------
@@ -442,41 +501,115 @@ class ParticlesDataset(Dataset):
                 eul = quaternion_to_euler(torch.from_numpy(a / norm[:, None])).numpy()
             else:
                 eul = a
-            for j, c in enumerate(_ANGLES):
-                updates[c] = eul[:, j]
+            updates["angles"] = eul
         if shifts is not None:
             s = _as_numpy(shifts, "shifts")
             if s.shape != (b, 2):
                 raise ValueError(f"updateMd: shifts must have shape ({b}, 2), got {s.shape}")
             if not np.isfinite(s).all():
                 raise ValueError("updateMd: shifts contain non-finite values")
-            updates[_SHIFTS[0]], updates[_SHIFTS[1]] = s[:, 0], s[:, 1]
+            updates["shifts"] = s
         if confidence is not None:
             c = _as_numpy(confidence, "confidence")
             if c.shape not in ((b,), (b, 1)):
                 raise ValueError(f"updateMd: confidence must have shape ({b},) or ({b}, 1), got {c.shape}")
             if not np.isfinite(c).all():
                 raise ValueError("updateMd: confidence contains non-finite values")
-            updates[_PRED_CONFIDENCE] = c.reshape(-1)
-        df = self._star.particles
-        for col, vals in updates.items():
-            if col not in df.columns:
-                df[col] = 0.0 if col == _PRED_CONFIDENCE else np.nan
-            df[col] = df[col].astype(np.float64)
-            df.iloc[rows, df.columns.get_loc(col)] = vals
+            updates["confidence"] = c.reshape(-1)
+        if "angles" in updates:
+            self._pred_angles[rows] = updates["angles"]
+        if "shifts" in updates:
+            self._pred_shifts[rows] = updates["shifts"]
+        if "confidence" in updates:
+            self._pred_conf[rows] = updates["confidence"]
 
-    def saveMd(self, fname: str | os.PathLike, overwrite: bool = True) -> None:
-        """Write the particles (with the updates of :meth:`updateMd`) as a RELION 3.1 star file.
+    def predictions(self, allow_partial: bool = False):
+        """The prediction star that :meth:`saveMd` writes, as a :class:`cesped.io.star.StarFile`.
 
-        ``rlnImageName`` keeps its value relative to the entry directory (as the ground truth
-        star), so run RELION from :attr:`datadir` or give it ``--i`` there. The file is written
-        atomically.
+        Rows: the particles given angles with :meth:`updateMd`, in the entry's order. Columns:
+        ``rlnImageName`` and the entry's other image columns (:func:`prediction_kept_columns`:
+        CTF, optics group, micrograph, ...; never its angles, shifts or confidence), then the
+        predicted ``rlnAngleRot/Tilt/Psi``, ``rlnOriginX/YAngst`` only if shifts were given and
+        ``rlnParticleFigureOfMerit`` only if confidences were given. The optics table is the
+        entry's.
+
+        Parameters
+        ----------
+        allow_partial : bool
+            False: every particle must have predicted angles. True: write only those that do.
 
         Raises
         ------
         ValueError
-            ``fname`` does not end with ``.star``; non-finite angles (e.g. particles never
-            updated in a star without angles).
+            Particles without predicted angles (unless ``allow_partial``; the message gives their
+            number and the first ids), no prediction at all, or predicted particles of which only
+            some were given shifts (or confidences): give them for all or for none.
+        """
+        from cesped.io.star import StarFile
+
+        names = self._star.particles["rlnImageName"].astype(str)
+        n = len(names)
+        has_angles = np.isfinite(self._pred_angles).all(axis=1)
+        missing = np.flatnonzero(~has_angles)
+        if has_angles.sum() == 0:
+            raise ValueError(
+                f"saveMd: none of the {n} particles of {self.starFname} has predicted angles "
+                "(call updateMd(ids=..., angles=...) first)"
+            )
+        if missing.size and not allow_partial:
+            raise ValueError(
+                f"saveMd: {missing.size} of the {n} particles of {self.starFname} have no predicted "
+                f"angles, e.g. {names.iloc[missing[:5]].tolist()} (a DataLoader with drop_last=True or "
+                "a loop stopped early leaves particles out); predict every particle, or pass "
+                f"allow_partial=True to write only the {n - missing.size} predicted ones (evaluateEntry "
+                "refuses a file with missing particles)"
+            )
+        rows = np.flatnonzero(has_angles)
+        gt = self._star.particles
+        parts = gt.iloc[rows][prediction_kept_columns(gt.columns)].reset_index(drop=True)
+        for j, c in enumerate(_ANGLES):
+            parts[c] = self._pred_angles[rows, j]
+        for what, arr, cols in (
+            ("shifts", self._pred_shifts, _SHIFTS),
+            ("confidence", self._pred_conf[:, None], (_PRED_CONFIDENCE,)),
+        ):
+            given = np.isfinite(arr[rows]).all(axis=1)
+            if given.any() and not given.all():
+                lacking = names.iloc[rows[~given][:5]].tolist()
+                raise ValueError(
+                    f"saveMd: {int((~given).sum())} of the {rows.size} particles with predicted angles "
+                    f"were given no {what}, e.g. {lacking}; give {what} for all of them or for none "
+                    f"(then the file has no {'/'.join(cols)} column)"
+                )
+            if given.any():
+                for j, c in enumerate(cols):
+                    parts[c] = arr[rows, j]
+        return StarFile(particles=parts, optics=self._star.optics.copy())
+
+    def saveMd(self, fname: str | os.PathLike, overwrite: bool = True, allow_partial: bool = False) -> None:
+        """Write the predictions of :meth:`updateMd` as a RELION 3.1 star file (atomically).
+
+        The file holds only predictions, never the entry's ground truth: see :meth:`predictions`
+        for its rows and columns. Shifts that were never given are not written (no
+        ``rlnOriginX/YAngst`` columns, which RELION reads as 0 and ``evaluateEntry`` refuses for
+        ``SO3xR2``); write zeros explicitly (``shifts=torch.zeros(B, 2)``) to claim 0 shifts.
+        ``rlnImageName`` keeps its value relative to the entry directory (as the ground truth
+        star), so run RELION from :attr:`datadir` or give it ``--i`` there.
+
+        Parameters
+        ----------
+        fname : path
+            Destination ``*.star``.
+        overwrite : bool
+            Replace an existing file.
+        allow_partial : bool
+            Write only the particles with predicted angles instead of raising.
+
+        Raises
+        ------
+        ValueError
+            ``fname`` does not end with ``.star``; particles without predicted angles (unless
+            ``allow_partial``); shifts or confidences given for only some particles.
         FileExistsError
             ``fname`` exists and ``overwrite`` is False.
         """
@@ -487,7 +620,7 @@ class ParticlesDataset(Dataset):
             raise ValueError(f"saveMd: predictions are written as a .star file, got {fname}")
         if fname.exists() and not overwrite:
             raise FileExistsError(f"saveMd: {fname} exists (overwrite=False)")
-        write_star(fname, self._star)
+        write_star(fname, self.predictions(allow_partial=allow_partial))
 
     # ------------------------------------------------------------------ entries
     @staticmethod
@@ -510,6 +643,7 @@ class ParticlesDataset(Dataset):
         symmetry: str,
         benchmarkDir: str | os.PathLike | None = None,
         copy_images: bool = True,
+        labelled: bool = True,
     ) -> Path:
         """Add your own particles (RELION star + stacks) as entry ``newTargetName``.
 
@@ -517,6 +651,10 @@ class ParticlesDataset(Dataset):
         ``copy_images=False``, referenced by absolute path) and the star and ``info_<h>.json``
         (with ``symmetry``) written next to them. Returns the entry directory; then
         ``ParticlesDataset(newTargetName, halfset, benchmarkDir)`` loads it.
+
+        The star must hold the pose labels (``rlnAngleRot/Tilt/Psi``, ``rlnOriginX/YAngst``)
+        unless ``labelled=False``: then the entry is recorded as unlabelled, its star keeps no
+        pose columns and the dataset returns NaN labels (for predicting poses of new data).
         """
         return add_local_entry(
             starFname,
@@ -526,6 +664,7 @@ class ParticlesDataset(Dataset):
             symmetry,
             benchmark_dir=benchmarkDir,
             copy_images=copy_images,
+            labelled=labelled,
         )
 
 
@@ -555,6 +694,8 @@ def preprocess_entry(
     from cesped.io.atomic import atomic_open, atomic_path
     from cesped.io.star import write_star
 
+    out = Path(outDir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)  # an unusable outDir fails before any work
     ds = ParticlesDataset(
         targetName,
         halfset,
@@ -564,8 +705,6 @@ def preprocess_entry(
         ctf_correction=ctf_correction,
         image_size_factor_for_crop=image_size_factor_for_crop,
     )
-    out = Path(outDir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
     h = ds.halfset
     star_path, stack_path = out / f"particles_{h}.star", out / f"particles_{h}.mrcs"
     n, m = len(ds), ds.image_size
@@ -591,6 +730,8 @@ def preprocess_entry(
         "ctf_correction": ctf_correction,
         "image_size_factor_for_crop": image_size_factor_for_crop,
         "normalized": bool(apply_perImg_normalization),
+        "labelled": ds._labelled,
+        **({"pixel_size_mismatch": ds.pixel_size_mismatch} if ds.pixel_size_mismatch else {}),
     }
     with atomic_open(out / f"info_{h}.json", "w") as fh:
         json.dump(info, fh, indent=1)

@@ -25,6 +25,9 @@ from cesped import settings
 from cesped.data.entries import check_halfset, entry_names, get_entry
 
 __all__ = [
+    "ORIGINAL_BENCHMARK_DIR",
+    "EntryElsewhereError",
+    "original_benchmark_dir",
     "entry_paths",
     "is_available",
     "ensure_entry",
@@ -32,7 +35,89 @@ __all__ = [
     "read_info",
     "entry_symmetry",
     "add_local_entry",
+    "check_stack_pixel_size",
 ]
+
+
+ORIGINAL_BENCHMARK_DIR = "~/tmp/cryoSupervisedDataset"
+"""The original cesped package's default data folder (its ``configs/defaultDataConfig.yaml``)."""
+
+
+class EntryElsewhereError(FileNotFoundError):
+    """The entry is not in the benchmark directory but the original package's folder has it."""
+
+
+def original_benchmark_dir() -> Path | None:
+    """Where the original cesped package put entries by default, or None when not to look there.
+
+    ``~/tmp/cryoSupervisedDataset`` unless the environment variable
+    ``CESPED_ORIGINAL_BENCHMARK_DIR`` names another folder (an empty value: do not look).
+    """
+    env = os.environ.get("CESPED_ORIGINAL_BENCHMARK_DIR")
+    if env is not None and not env.strip():
+        return None
+    return Path(env or ORIGINAL_BENCHMARK_DIR).expanduser()
+
+
+def _original_copy_message(name: str, halfset: int, root: Path) -> str | None:
+    """Say so when the original package's folder holds (part of) this half-set; None otherwise."""
+    orig = original_benchmark_dir()
+    if orig is None:
+        return None
+    try:
+        if orig.resolve() == root.resolve():
+            return None
+    except OSError:
+        return None
+    d = orig / name
+    if not (d / f"particles_{halfset}.star").is_file():
+        return None
+    info = get_entry(name)
+    done = (d / f"SUCCESSFUL_DOWNLOAD_{info.record_id(halfset)}.txt").exists()
+    state = "downloaded" if done else "partly downloaded (no SUCCESSFUL_DOWNLOAD marker: it will be resumed)"
+    return (
+        f"entry {name!r} half-set {halfset} is not in {root} but the original cesped package {state} it "
+        f"in {d}. Use that copy instead of downloading it again: ParticlesDataset(..., "
+        f"benchmarkDir='{orig}') or the environment variable CESPED_BENCHMARK_DIR={orig} (or move "
+        f"{d} into {root}/). To download a new copy into {root} anyway, set "
+        "CESPED_ORIGINAL_BENCHMARK_DIR='' (empty)."
+    )
+
+
+def check_stack_pixel_size(source, pixel_size: float, star_path) -> dict | None:
+    """Warn when a stack's header disagrees with the star's pixel size; return the record of it.
+
+    The star's ``rlnImagePixelSize`` is used either way (RELION's convention: the header is not
+    read for the pixel size), so the disagreement is reported, with both values, instead of
+    being resolved silently.
+
+    Parameters
+    ----------
+    source : cesped.io.stack.ImageSource
+    pixel_size : float
+        The star's pixel size in Å/px.
+    star_path : path
+        For the message.
+
+    Returns
+    -------
+    dict or None
+        ``{"star_pixel_size", "header_pixel_size", "stack", "used"}`` or None when every stack
+        header that states a pixel size agrees within 0.1 %.
+    """
+    import warnings
+
+    found = source.pixel_size_mismatch(pixel_size)
+    if found is None:
+        return None
+    stack, header_px = found
+    warnings.warn(
+        f"{star_path}: rlnImagePixelSize {pixel_size:g} Å/px disagrees with the header of {stack} "
+        f"({header_px:g} Å/px); the star's value is used",
+        UserWarning,
+        stacklevel=3,
+    )
+    return {"star_pixel_size": pixel_size, "header_pixel_size": header_px, "stack": stack, "used": "star"}
 
 
 def entry_paths(name: str, halfset: int, benchmark_dir: str | os.PathLike | None = None) -> dict[str, Path]:
@@ -51,10 +136,15 @@ def entry_paths(name: str, halfset: int, benchmark_dir: str | os.PathLike | None
 def is_available(name: str, halfset: int, benchmark_dir: str | os.PathLike | None = None) -> bool:
     """Whether the half-set is complete on disk.
 
-    True when the star and info files exist and either the stack ``particles_<h>.mrcs`` exists (a
-    downloaded file only appears once verified) or a completion marker does (``.complete_<h>.json``
-    written by the downloader and :func:`add_local_entry`, or the original package's
-    ``SUCCESSFUL_DOWNLOAD_<record>.txt``).
+    The star and info files must exist, and:
+
+    * a registered real entry needs a completion marker: ``.complete_<h>.json`` (written by the
+      downloader once every file verified, and by :func:`add_local_entry`) or the original
+      package's ``SUCCESSFUL_DOWNLOAD_<record>.txt``. A stack without one may be half-downloaded
+      (the original package appended to ``particles_<h>.mrcs`` directly) and is resumed and
+      verified by :func:`ensure_entry`, never used as it is;
+    * a synthetic entry needs ``generation.json`` (the simulator writes it last);
+    * any other (user) entry needs ``particles_<h>.mrcs`` or ``.complete_<h>.json``.
     """
     p = entry_paths(name, halfset, benchmark_dir)
     if not (p["star"].is_file() and p["info"].is_file()):
@@ -65,10 +155,10 @@ def is_available(name: str, halfset: int, benchmark_dir: str | os.PathLike | Non
         info = None
     if info is not None and info.is_synthetic:  # the simulator writes generation.json last
         return (p["dir"] / "generation.json").is_file()
-    if p["mrcs"].exists() or (p["dir"] / f".complete_{halfset}.json").exists():
+    if (p["dir"] / f".complete_{halfset}.json").exists():
         return True
     if info is None:
-        return False
+        return p["mrcs"].exists()
     return (p["dir"] / f"SUCCESSFUL_DOWNLOAD_{info.record_id(halfset)}.txt").exists()
 
 
@@ -183,7 +273,10 @@ def ensure_entry(
     ValueError
         ``halfset`` not 0/1; unknown entry name that is not on disk either.
     FileNotFoundError
-        Missing and ``download=False``.
+        Missing and ``download=False``; an unknown entry whose directory lacks some files (named).
+    EntryElsewhereError
+        A registered entry missing here but present in the original package's folder
+        (:func:`original_benchmark_dir`): the message says how to use it; nothing is downloaded.
     cesped.data.zenodo.OfflineError, cesped.data.zenodo.DownloadError
     """
     h = check_halfset(halfset)
@@ -194,6 +287,14 @@ def ensure_entry(
     try:
         info = get_entry(name)
     except ValueError:
+        present = [f.name for f in (p["star"], p["info"], p["mrcs"]) if f.exists()]
+        if present:
+            absent = [f.name for f in (p["star"], p["info"], p["mrcs"]) if not f.exists()]
+            raise FileNotFoundError(
+                f"entry {name!r} half-set {h} in {p['dir']} is incomplete: {', '.join(absent)} missing "
+                f"(found {', '.join(present)}); it is not a known CESPED entry either, so nothing can "
+                "be downloaded"
+            ) from None
         raise ValueError(
             f"entry {name!r} half-set {h} is neither in {p['dir']} nor a known CESPED entry "
             f"({', '.join(entry_names())}); add your own data with ParticlesDataset.addNewEntryLocally"
@@ -205,6 +306,10 @@ def ensure_entry(
         return p["dir"]
     from cesped.data import zenodo
 
+    started_here = any(p["dir"].glob(f"particles_{h}.*"))
+    elsewhere = None if started_here else _original_copy_message(name, h, root)
+    if elsewhere is not None:
+        raise EntryElsewhereError(elsewhere)
     if not download:
         raise FileNotFoundError(
             f"entry {name!r} half-set {h} not found in {p['dir']}.\n"
@@ -236,6 +341,7 @@ def add_local_entry(
     benchmark_dir: str | os.PathLike | None = None,
     copy_images: bool = True,
     chunk: int = 1024,
+    labelled: bool = True,
 ) -> Path:
     """Add a user's particles (star + stacks) as entry ``name`` half ``halfset``.
 
@@ -255,6 +361,12 @@ def add_local_entry(
         True: copy the images into ``particles_<h>.mrcs`` (float32, read and written in chunks of
         ``chunk`` images). False: keep the user's stacks and point ``rlnImageName`` at them by
         absolute path.
+    labelled : bool
+        True: the star must hold the pose labels (``rlnAngleRot/Tilt/Psi``, ``rlnOriginX/YAngst``;
+        a missing one is an error naming the file and the column). False (explicit opt-in, e.g. to
+        predict poses of new data): the entry is recorded as unlabelled (``"labelled": false`` in
+        ``info_<h>.json``), every pose and refinement column is dropped from its star
+        (:func:`cesped.data.columns.is_ground_truth_column`) and the dataset returns NaN labels.
 
     Returns
     -------
@@ -263,6 +375,7 @@ def add_local_entry(
     """
     import mrcfile
 
+    from cesped.data.columns import is_ground_truth_column
     from cesped.geometry.symmetry import normalize_symmetry
     from cesped.io.atomic import atomic_open, atomic_path
     from cesped.io.stack import ImageSource
@@ -280,16 +393,23 @@ def add_local_entry(
     if not name or "/" in str(name) or str(name) in (".", ".."):
         raise ValueError(f"entry name must be a plain directory name, got {name!r}")
     star = read_star(star_fname)
-    require_columns(star, list(ANGLE_COLUMNS), "the pose labels")
+    if labelled:
+        require_columns(
+            star,
+            list(ANGLE_COLUMNS) + list(SHIFT_COLUMNS),
+            "the pose labels; add data without poses with labelled=False",
+        )
     root = Path(particles_root_dir) if particles_root_dir is not None else Path(star_fname).parent
     src = ImageSource.from_star(star, root=root)  # validates every stack and index
     px = pixel_size(star)
+    mismatch = check_stack_pixel_size(src, px, star_fname)
     p = entry_paths(name, h, benchmark_dir)
     p["dir"].mkdir(parents=True, exist_ok=True)
     parts = star.particles.copy()
-    for c in SHIFT_COLUMNS:
-        if c not in parts.columns:
-            parts[c] = 0.0
+    if not labelled:
+        parts = parts[
+            [c for c in parts.columns if c == "rlnImageName" or not is_ground_truth_column(c)]
+        ].copy()
     if "rlnImageOriginalName" not in parts.columns:
         parts["rlnImageOriginalName"] = parts["rlnImageName"]
     n = len(src)
@@ -309,7 +429,16 @@ def add_local_entry(
     star.particles = parts
     write_star(p["star"], star)
     with atomic_open(p["info"], "w") as fh:
-        json.dump({"symmetry": sym, "source": str(Path(star_fname).resolve()), "n_particles": n}, fh)
+        json.dump(
+            {
+                "symmetry": sym,
+                "source": str(Path(star_fname).resolve()),
+                "n_particles": n,
+                "labelled": labelled,
+                **({"pixel_size_mismatch": mismatch} if mismatch else {}),
+            },
+            fh,
+        )
     with atomic_open(p["dir"] / f".complete_{h}.json", "w") as fh:
         json.dump({"record": None, "local": True}, fh)
     return p["dir"]

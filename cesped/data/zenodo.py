@@ -168,11 +168,14 @@ def _parse_files(meta: dict, record_url: str) -> list[RemoteFile]:
     files = meta.get("files")
     if isinstance(files, dict):  # InvenioRDM ".../files" layout
         files = files.get("entries", files)
-        files = list(files.values()) if isinstance(files, dict) else files
+        if isinstance(files, dict):  # {file name: file entry}: the name is the key
+            files = [{"key": k, **v} if isinstance(v, dict) else v for k, v in files.items()]
     if not isinstance(files, list) or not files:
         raise DownloadError(f"record {record_url} lists no files")
     out = []
     for f in files:
+        if not isinstance(f, dict):
+            raise DownloadError(f"record {record_url}: file entry {f!r} is not an object")
         key = _safe_key(f.get("key", f.get("filename")))
         size = f.get("size", f.get("filesize"))
         checksum = f.get("checksum")
@@ -433,6 +436,10 @@ def download_record(
 ) -> dict[str, Path]:
     """Download every file of a record into ``dest_dir`` (chunked stacks concatenated).
 
+    A file already under its final name is verified again (its bytes are kept and checked
+    against the record's md5s, the rest is resumed): callers reach this only for a half-set
+    without a completion marker, whose files may be partial (:func:`_adopt_unverified`).
+
     Returns
     -------
     dict
@@ -445,10 +452,29 @@ def download_record(
     out = {}
     for name, parts in _group_outputs(files).items():
         dest = dest_dir / name
-        if not dest.exists():
-            download_files(parts, dest, progress=progress, timeout=timeout, retries=retries, backoff=backoff)
+        if dest.is_symlink():  # the original package linked a dependency's file here: fetch our own
+            dest.unlink()
+        elif dest.exists():
+            _adopt_unverified(dest)
+        download_files(parts, dest, progress=progress, timeout=timeout, retries=retries, backoff=backoff)
         out[name] = dest
     return out
+
+
+def _adopt_unverified(dest: Path) -> None:
+    """Turn a final-named file of an unfinished half-set into the ``.part`` file of its transfer.
+
+    Such a file was not verified by this package: the original package appended to
+    ``particles_<h>.mrcs`` directly and marked the record done only at the end, so an interrupted
+    run of it left a truncated stack under the final name. As a ``.part`` file its bytes are
+    checked against the record's md5s and the rest is fetched with a ``Range`` request.
+    """
+    part = dest.with_name(dest.name + ".part")
+    if part.exists() and part.stat().st_size >= dest.stat().st_size:
+        dest.unlink()  # our own partial transfer holds at least as much
+        return
+    dest.with_name(dest.name + ".part.json").unlink(missing_ok=True)
+    os.replace(dest, part)
 
 
 def _marker(entry_dir: Path, halfset: int) -> Path:
@@ -513,6 +539,10 @@ def offline_instructions(
     for rec in recs[1:]:
         dep_name, _ = record_to_entry(rec)
         lines.append(f"Record {rec} belongs to entry {dep_name!r}; its stack also goes to {target}/.")
+    lines.append(
+        f"Then mark the half-set complete (files placed by hand are not trusted otherwise): write "
+        f'{{"record": "{recs[0]}", "manual": true}} to {target}/.complete_{h}.json.'
+    )
     lines.append(
         "Set the benchmark directory with benchmarkDir=... or the environment variable CESPED_BENCHMARK_DIR."
     )

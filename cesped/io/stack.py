@@ -64,6 +64,33 @@ def parse_image_name(name: str) -> tuple[int, str]:
     return n - 1, path
 
 
+def _stack_header(path: str | os.PathLike) -> tuple[int, int, int, np.dtype, int, float]:
+    """:func:`stack_info` plus the header's pixel size ``cella.x / mx`` (Å/px, 0 when unset)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image stack not found: {path}")
+    try:
+        with mrcfile.open(path, mode="r", permissive=True, header_only=True) as mrc:
+            h = mrc.header
+            nx, ny, nz = int(h.nx), int(h.ny), int(h.nz)
+            dtype = mrcfile.utils.data_dtype_from_header(h)
+            offset = 1024 + int(h.nsymbt)
+            mx, cella_x = int(h.mx), float(h.cella.x)
+            px = cella_x / mx if mx > 0 and np.isfinite(cella_x) and cella_x > 0 else 0.0
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{path}: not a readable MRC file: {exc}") from exc
+    if min(nx, ny, nz) < 1:
+        raise ValueError(f"{path}: invalid MRC dimensions nx={nx} ny={ny} nz={nz}")
+    expected = offset + nx * ny * nz * dtype.itemsize
+    actual = path.stat().st_size
+    if actual < expected:
+        raise ValueError(
+            f"{path}: truncated MRC stack: header says {nz} images of {ny}x{nx} ({expected} bytes) "
+            f"but the file has {actual} bytes"
+        )
+    return nz, ny, nx, dtype, offset, px
+
+
 def stack_info(path: str | os.PathLike) -> tuple[int, int, int, np.dtype, int]:
     """Header facts of an MRC stack, after checking that the file is complete.
 
@@ -84,27 +111,28 @@ def stack_info(path: str | os.PathLike) -> tuple[int, int, int, np.dtype, int]:
     ValueError
         Not a readable MRC file, or shorter than its header says (truncated).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image stack not found: {path}")
-    try:
-        with mrcfile.open(path, mode="r", permissive=True, header_only=True) as mrc:
-            h = mrc.header
-            nx, ny, nz = int(h.nx), int(h.ny), int(h.nz)
-            dtype = mrcfile.utils.data_dtype_from_header(h)
-            offset = 1024 + int(h.nsymbt)
-    except (ValueError, OSError) as exc:
-        raise ValueError(f"{path}: not a readable MRC file: {exc}") from exc
-    if min(nx, ny, nz) < 1:
-        raise ValueError(f"{path}: invalid MRC dimensions nx={nx} ny={ny} nz={nz}")
-    expected = offset + nx * ny * nz * dtype.itemsize
-    actual = path.stat().st_size
-    if actual < expected:
-        raise ValueError(
-            f"{path}: truncated MRC stack: header says {nz} images of {ny}x{nx} ({expected} bytes) "
-            f"but the file has {actual} bytes"
-        )
-    return nz, ny, nx, dtype, offset
+    return _stack_header(path)[:5]
+
+
+def _stack_candidates(rel: str, root: Path, star_dir: Path | None) -> list[Path]:
+    """Where the stack named ``rel`` in ``rlnImageName`` may be, in the order tried."""
+    p = Path(rel)
+    out = [p if p.is_absolute() else root / p]
+    for d in (root, star_dir):
+        if d is not None and (d / p.name) not in out:
+            out.append(d / p.name)
+    return out
+
+
+def _locate_stack(rel: str, root: Path, star_dir: Path | None) -> Path | None:
+    """The stack of ``rlnImageName`` path ``rel``: ``root/rel`` (or ``rel`` if absolute), else
+    ``root/<basename>``, else ``<star dir>/<basename>`` (as the original package's loader: a
+    project's ``Extract/job012/`` prefix when the stacks were moved next to the star); None if
+    none exists."""
+    for c in _stack_candidates(rel, root, star_dir):
+        if c.is_file():
+            return c
+    return None
 
 
 class ImageSource:
@@ -137,6 +165,7 @@ class ImageSource:
         self._counts = [int(c) for c in counts]
         self._maps: OrderedDict[int, np.memmap] = OrderedDict()
         self._pid = os.getpid()
+        self.header_pixel_sizes: list[float] = [0.0] * len(self.files)  # Å/px per file, 0 = unset
 
     @classmethod
     def from_star(cls, star: StarFile, root: str | os.PathLike | None = None) -> ImageSource:
@@ -147,7 +176,9 @@ class ImageSource:
         star : StarFile
         root : path-like, optional
             Directory that relative image paths start from; default: the star file's directory
-            (the current directory for an in-memory star).
+            (the current directory for an in-memory star). A stack not found there is looked
+            for by its base name in ``root`` and then in the star file's directory (RELION
+            project paths such as ``Extract/job012/a.mrcs`` of stacks moved next to the star).
 
         Raises
         ------
@@ -166,21 +197,23 @@ class ImageSource:
         slices = np.fromiter((p[0] for p in parsed), dtype=np.int64, count=len(parsed))
         rel = pd.Series([p[1] for p in parsed], dtype=object)
         codes, uniques = pd.factorize(rel, sort=False)
-        files, dtypes, offsets, counts, shape = [], [], [], [], None
+        files, dtypes, offsets, counts, pixel_sizes, shape = [], [], [], [], [], None
         order = np.argsort(codes, kind="stable")  # rows grouped by file, in row order
         starts = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+        star_dir = star.path.parent if star.path is not None else None
         for k, r in enumerate(uniques):
-            p = Path(r)
-            full = p if p.is_absolute() else root / p
             rows = order[starts[k] : starts[k + 1]]
             first_row = int(rows[0])
-            try:
-                nz, ny, nx, dt, off = stack_info(full)
-            except FileNotFoundError:
+            full = _locate_stack(r, root, star_dir)
+            if full is None:
+                tried = _stack_candidates(r, root, star_dir)
                 raise FileNotFoundError(
-                    f"image stack not found: {full} (rlnImageName of row {first_row}: {names[first_row]!r}; "
-                    f"paths are relative to {root})"
-                ) from None
+                    f"image stack not found: {tried[0]} (rlnImageName of row {first_row}: "
+                    f"{names[first_row]!r}; paths are relative to {root}"
+                    + (f"; also tried {', '.join(map(str, tried[1:]))}" if len(tried) > 1 else "")
+                    + ")"
+                )
+            nz, ny, nx, dt, off, px = _stack_header(full)
             over = rows[slices[rows] >= nz]
             if over.size:
                 i = int(over[0])
@@ -198,12 +231,26 @@ class ImageSource:
             dtypes.append(dt)
             offsets.append(off)
             counts.append(nz)
+            pixel_sizes.append(px)
         if shape is None:
             raise ValueError(f"{star.path or 'star file'}: data_particles has no rows")
-        return cls(files, codes, slices, shape, dtypes, offsets, counts)
+        src = cls(files, codes, slices, shape, dtypes, offsets, counts)
+        src.header_pixel_sizes = pixel_sizes
+        return src
 
     def __len__(self) -> int:
         return int(self.file_index.shape[0])
+
+    def pixel_size_mismatch(self, pixel_size: float, rtol: float = 1e-3) -> tuple[str, float] | None:
+        """The first stack whose header pixel size disagrees with ``pixel_size`` (Å/px).
+
+        Headers without a pixel size (0) are not compared. Returns ``(file, header_pixel_size)``
+        or None when every set header agrees within the relative tolerance ``rtol``.
+        """
+        for f, px in zip(self.files, self.header_pixel_sizes):
+            if px > 0 and abs(px - pixel_size) > rtol * pixel_size:
+                return f, px
+        return None
 
     @property
     def image_shape(self) -> tuple[int, int]:

@@ -84,8 +84,8 @@ def _dataset_from_star(star, **dataset_kwargs):
     bench, name = root / key, star.stem
     if not (bench / name).is_dir():
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}_", dir=root))
-        ParticlesDataset.addNewEntryLocally(
-            star, star.parent, name, 0, "C1", benchmarkDir=tmp, copy_images=False
+        ParticlesDataset.addNewEntryLocally(  # for prediction: poses in the star are neither needed nor used
+            star, star.parent, name, 0, "C1", benchmarkDir=tmp, copy_images=False, labelled=False
         )
         if bench.exists() and not (bench / name).is_dir():  # stale, e.g. an interrupted older layout
             shutil.rmtree(bench, ignore_errors=True)

@@ -23,3 +23,9 @@ def tiny_entry(tmp_path):
         imgs = np.random.default_rng(10 + h).normal(size=(24, 32, 32)).astype(np.float32)
         write_entry(root, "tiny", h, imgs, parts, optics)
     return root
+
+
+@pytest.fixture(autouse=True)
+def _no_original_package_folder(monkeypatch):
+    """Tests never look at the original package's data folder in the real home directory."""
+    monkeypatch.setenv("CESPED_ORIGINAL_BENCHMARK_DIR", "")
