@@ -204,9 +204,9 @@ def test_non_finite_defocus_is_refused_naming_file_and_row(entry, tmp_path, caps
     assert "particles_1.star" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("column", ["rlnImageName", "rlnAngleTilt"])
+@pytest.mark.parametrize("column", ["rlnImageName", "rlnAngleTilt", "rlnOriginYAngst"])
 def test_ground_truth_without_a_column_is_one_line(entry, tmp_path, capsys, column):
-    """Before: a bare KeyError traceback from evaluateEntry."""
+    """Before: a bare KeyError traceback from evaluateEntry (a missing origin column: 0 shifts)."""
     p0, p1 = _preds(entry, tmp_path)
 
     def drop(h, st):
