@@ -469,6 +469,8 @@ def simulate_entry(
 
     # ------------------------------------------------------------------ image formation
     projectors = [Projector(v, pad=pad, dtype=torch.float32) for v in volumes]
+    if len(volumes) > 1:  # larger chunks: each volume's projections in batches of useful size
+        chunk = max(chunk, min(chunk * len(volumes), (1 << 24) // (box * box)))
     rot32 = true_rot.to(torch.float32)
     shifts_px = torch.from_numpy(-origins / pixel_size).to(torch.float32)
 
