@@ -18,8 +18,10 @@ Example usage::
 Writes ``particles_{0,1}.star`` + ``.mrcs`` (two random half-sets), ``info_{0,1}.json``,
 ``gt_map.mrc`` (noiseless potential), ``mask.mrc`` and ``generation.json`` (every parameter and
 the seed; the same arguments give byte-identical files). ``--structure`` takes a built-in name
-(6msm, 4e43, adk_open, adk_closed), a PDB/mmCIF file (plain, .gz, .bz2) or a cubic .mrc map. The SNR is the mean
-variance of the noiseless CTF-modulated projections (over the whole box) over the noise variance.
+(6msm, 4e43, adk_open, adk_closed), a PDB/mmCIF file (plain, .gz, .bz2) or a cubic .mrc map;
+several atomic models make a heterogeneous entry (see ``cesped.simulation.hetero``). The SNR is the
+mean variance of the noiseless CTF-modulated projections (over the whole box) over the noise
+variance.
 """
 
 from __future__ import annotations

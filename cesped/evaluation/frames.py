@@ -28,6 +28,12 @@ The aligned poses are ``R_aligned = Gᵀ · R_pred · F`` with ``F = Rz(180°)``
 and ``F = I`` otherwise; they are compared with the truth by the symmetry-aware error of
 :func:`cesped.geometry.numpy_ops.symmetry_aware_error`.
 
+Not undone: a rotation on the right other than the half-turn. Orientations recovered from
+pairwise angular distances alone (Banjac et al. 2021) are defined only up to ``G·R·H`` (and
+``R -> Rᵀ``): the distance ``2 arccos|q_i·q_j|`` is invariant under all of O(4). ``H`` is not a
+change of the map's frame (the poses would not reconstruct the map), so this module does not
+remove it; ``benchmarks/probe_recovery_ambiguity.py`` shows the gap.
+
 Estimator
 ---------
 Each particle votes for ``G`` up to symmetry: ``Q_i = R_pred,i · F · R_true,iᵀ = G · S_i``.
