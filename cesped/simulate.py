@@ -7,6 +7,10 @@ Example usage::
     python -m cesped.simulate --preset synth_4e43 --out synth_4e43/
     python -m cesped.simulate --structure my_model.cif.gz --n 2000 --pixel-size 2.0 --box 96 \\
         --snr 0.1 --symmetry C3 --jitter-fraction 0.1 --jitter-deg 10 --out my_entry/ --seed 3
+    # heterogeneous: two states 70/30 (rlnClassNumber), or a linear morph (cespedMorphCoordinate)
+    python -m cesped.simulate --structure adk_open adk_closed --weights 0.7 0.3 --n 8000 \\
+        --pixel-size 3 --box 64 --snr 0.05 --out adk_states/
+    python -m cesped.simulate --preset synth_adk_motion --out synth_adk_motion/
 
     from cesped.simulation import simulate_entry, PRESETS
     simulate_entry("synth_6msm/", **PRESETS["synth_6msm"])
@@ -14,8 +18,10 @@ Example usage::
 Writes ``particles_{0,1}.star`` + ``.mrcs`` (two random half-sets), ``info_{0,1}.json``,
 ``gt_map.mrc`` (noiseless potential), ``mask.mrc`` and ``generation.json`` (every parameter and
 the seed; the same arguments give byte-identical files). ``--structure`` takes a built-in name
-(6msm, 4e43), a PDB/mmCIF file (plain, .gz, .bz2) or a cubic .mrc map. The SNR is the mean
-variance of the noiseless CTF-modulated projections (over the whole box) over the noise variance.
+(6msm, 4e43, adk_open, adk_closed), a PDB/mmCIF file (plain, .gz, .bz2) or a cubic .mrc map;
+several atomic models make a heterogeneous entry (see ``cesped.simulation.hetero``). The SNR is the
+mean variance of the noiseless CTF-modulated projections (over the whole box) over the noise
+variance.
 """
 
 from __future__ import annotations
@@ -37,8 +43,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="entry directory to write")
     p.add_argument("--preset", choices=sorted(PRESETS), help="start from a preset; other options override it")
     p.add_argument(
-        "--structure", help=f"built-in model ({', '.join(BUILTIN_STRUCTURES)}), PDB/mmCIF file or .mrc"
+        "--structure",
+        nargs="+",
+        help=f"built-in model ({', '.join(BUILTIN_STRUCTURES)}), PDB/mmCIF file or .mrc; several "
+        "atomic models make a heterogeneous entry (discrete states, or --morph)",
     )
+    p.add_argument(
+        "--weights",
+        type=float,
+        nargs="+",
+        help="fraction of particles in each state, one per --structure, summing to 1 (default equal)",
+    )
+    p.add_argument(
+        "--morph",
+        action="store_true",
+        default=None,
+        help="linear morph between two structures with the same atoms (coordinate per particle)",
+    )
+    p.add_argument("--morph-frames", type=int, help="number of values of the morph coordinate (default 33)")
     p.add_argument("--n", dest="n_particles", type=int, help="number of particles (both half-sets)")
     p.add_argument("--pixel-size", type=float, help="Å/px")
     p.add_argument("--box", type=int, help="image size in pixels (even)")

@@ -114,8 +114,14 @@ def find_cyclic_axis(structure, order: int, angle_tolerance: float = 10.0) -> di
     # keep the point near the molecule: move it to the projection of the CA centroid
     centroid = np.concatenate([a, b]).mean(0)
     point = point + axis * float((centroid - point) @ axis)
-    return {"axis": axis, "point": point, "angle": angle, "rmsd": rmsd, "chains": [name_a, name_b],
-            "n_pairs": len(common)}
+    return {
+        "axis": axis,
+        "point": point,
+        "angle": angle,
+        "rmsd": rmsd,
+        "chains": [name_a, name_b],
+        "n_pairs": len(common),
+    }
 
 
 def rotation_to_z(axis: np.ndarray) -> np.ndarray:
@@ -190,21 +196,30 @@ def align_and_symmetrize(
             occ.append(model.occupancies / order)
             mass.append(model.masses)
             chains.append(model.chains)
-        model = AtomicModel(np.concatenate(copies), np.concatenate(elements), np.concatenate(bfac),
-                            np.concatenate(occ), np.concatenate(mass), np.concatenate(chains), model.source)
+        model = AtomicModel(
+            np.concatenate(copies),
+            np.concatenate(elements),
+            np.concatenate(bfac),
+            np.concatenate(occ),
+            np.concatenate(mass),
+            np.concatenate(chains),
+            model.source,
+        )
     else:
         model = model.with_coords(coords)
     com = model.centre_of_mass()
     model = model.with_coords(model.coords - com)
-    info.update({
-        "aligned": True,
-        "symmetrized": bool(symmetrize),
-        "axis_in_model_frame": found["axis"].tolist(),
-        "axis_point_A": found["point"].tolist(),
-        "chain_superposition_angle_deg": found["angle"],
-        "chain_superposition_rmsd_A": found["rmsd"],
-        "chains": found["chains"],
-        "n_ca_pairs": found["n_pairs"],
-        "rotation_to_z": q.tolist(),
-    })
+    info.update(
+        {
+            "aligned": True,
+            "symmetrized": bool(symmetrize),
+            "axis_in_model_frame": found["axis"].tolist(),
+            "axis_point_A": found["point"].tolist(),
+            "chain_superposition_angle_deg": found["angle"],
+            "chain_superposition_rmsd_A": found["rmsd"],
+            "chains": found["chains"],
+            "n_ca_pairs": found["n_pairs"],
+            "rotation_to_z": q.tolist(),
+        }
+    )
     return model, info

@@ -111,6 +111,44 @@ def _random_rotations(rng: np.random.Generator, n: int) -> torch.Tensor:
     return quaternion_to_matrix(q)
 
 
+def _voxelize_model(model, name: str, pixel_size: float, box: int, bfactor: float, margin_a: float):
+    """Potential of atoms given about the box centre; refuses a box too small for them."""
+    known = np.array([e in PENG_FACTORS for e in model.elements])
+    b_max = max((max(PENG_FACTORS[e][1]) for e in set(model.elements[known].tolist())), default=0.0) + bfactor
+    sigma_max = math.sqrt(b_max / (8 * math.pi**2))
+    r_max = float(np.linalg.norm(model.coords, axis=1).max())
+    reach = r_max + 3.0 * sigma_max + margin_a
+    if reach > box * pixel_size / 2:
+        needed = 2 * math.ceil(reach / pixel_size)
+        raise ValueError(
+            f"box too small: {name} extends {r_max:.1f} Å from its centre of mass (plus "
+            f"{3 * sigma_max:.1f} Å of atomic potential and {margin_a:.1f} Å of particle shifts); "
+            f"a box of at least {needed} px at {pixel_size} Å/px is needed, got {box}"
+        )
+    return voxelize_atoms(
+        model.coords, model.elements, pixel_size, box, bfactor=bfactor, weights=model.occupancies
+    )
+
+
+def _structure_list(structure) -> list:
+    """One structure (str or path) or a sequence of them -> a list."""
+    if isinstance(structure, (str, Path)):
+        return [structure]
+    try:
+        items = list(structure)
+    except TypeError:
+        return [structure]
+    if not items:
+        raise ValueError("structure: an empty list of structures")
+    return items
+
+
+def _structure_label(structure) -> str:
+    if str(structure).lower() in BUILTIN_STRUCTURES:
+        return str(structure)
+    return resolve_structure(structure).name
+
+
 def _build_potential(
     source: Path,
     sym: str,
@@ -133,21 +171,8 @@ def _build_potential(
     structure = read_structure(source)
     model = read_atoms(structure, hydrogens=hydrogens)
     model, info = align_and_symmetrize(model, sym, structure=structure, symmetrize=symmetrize)
-    known = np.array([e in PENG_FACTORS for e in model.elements])
-    b_max = max((max(PENG_FACTORS[e][1]) for e in set(model.elements[known].tolist())), default=0.0) + bfactor
-    sigma_max = math.sqrt(b_max / (8 * math.pi**2))
     r_max = float(np.linalg.norm(model.coords, axis=1).max())
-    reach = r_max + 3.0 * sigma_max + margin_a
-    if reach > box * pixel_size / 2:
-        needed = 2 * math.ceil(reach / pixel_size)
-        raise ValueError(
-            f"box too small: {source.name} extends {r_max:.1f} Å from its centre of mass (plus "
-            f"{3 * sigma_max:.1f} Å of atomic potential and {margin_a:.1f} Å of particle shifts); "
-            f"a box of at least {needed} px at {pixel_size} Å/px is needed, got {box}"
-        )
-    vol = voxelize_atoms(
-        model.coords, model.elements, pixel_size, box, bfactor=bfactor, weights=model.occupancies
-    )
+    vol = _voxelize_model(model, source.name, pixel_size, box, bfactor, margin_a)
     info.update({"kind": "atomic_model", "n_atoms": int(len(model)), "radius_A": r_max})
     return vol, info
 
@@ -182,6 +207,9 @@ def simulate_entry(
     chunk_size: int = 1024,
     overwrite: bool = False,
     progress: bool = True,
+    weights=None,
+    morph: bool = False,
+    morph_frames: int = 33,
 ) -> Path:
     """Simulate a benchmark entry with exact ground-truth poses.
 
@@ -192,9 +220,12 @@ def simulate_entry(
         ``info_{0,1}.json``, ``gt_map.mrc``, ``mask.mrc``, ``generation.json`` (written last:
         its presence marks a complete entry), and ``true_poses_{0,1}.star`` when labels are
         corrupted.
-    structure : str or path-like
-        Built-in model name (``"6msm"``, ``"4e43"``), a PDB/mmCIF file (plain, ``.gz``,
-        ``.bz2``) or a cubic ``.mrc`` map (used in its own frame).
+    structure : str or path-like, or a sequence of them
+        Built-in model name (``"6msm"``, ``"4e43"``, ``"adk_open"``, ``"adk_closed"``), a
+        PDB/mmCIF file (plain, ``.gz``, ``.bz2``) or a cubic ``.mrc`` map (used in its own
+        frame). Several atomic models make a heterogeneous entry (C1 only): discrete states
+        mixed by ``weights``, or with ``morph`` a linear morph between two; see
+        :mod:`cesped.simulation.hetero` for the frames and the star columns.
     n_particles : int
         Total number of particles (>= 2), split at random into two half-sets of
         ``ceil(n/2)`` and ``floor(n/2)``.
@@ -246,6 +277,18 @@ def simulate_entry(
         Replace an existing complete entry instead of raising ``FileExistsError``.
     progress : bool
         Show a tqdm progress bar.
+    weights : sequence of float, optional
+        Several structures, discrete states: fraction of the particles in each state (non-negative,
+        summing to 1; default equal). The state (1-based) is written to ``rlnClassNumber``, each
+        state's noiseless map to ``gt_map_state{k}.mrc``, and ``gt_map.mrc`` is the particle
+        average of the state maps.
+    morph : bool
+        Two structures with the same atoms: each particle's atoms are linearly interpolated at
+        its coordinate ``t``, uniform over the ``morph_frames`` values ``k / (morph_frames - 1)``
+        (written to ``cespedMorphCoordinate``); ``gt_map_state1.mrc`` and ``gt_map_state2.mrc``
+        are the maps at t = 0 and 1, ``gt_map.mrc`` the particle average.
+    morph_frames : int
+        Number of values of ``t`` (>= 2; one potential each; see :mod:`cesped.simulation.hetero`).
 
     Returns
     -------
@@ -256,7 +299,9 @@ def simulate_entry(
     ------
     ValueError
         Bad arguments (non-positive SNR, sizes, ranges, fractions), an empty model, a box too
-        small for the model (the message gives the box needed), a non-cubic map.
+        small for the model (the message gives the box needed), a non-cubic map; for several
+        structures: weights not summing to 1 or of the wrong count, a morph of structures with
+        different atoms or of other than two structures, a symmetry other than C1, a map.
     FileNotFoundError
         Unknown structure.
     FileExistsError
@@ -308,18 +353,67 @@ def simulate_entry(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
     chunk = max(1, min(int(chunk_size), (1 << 22) // (box * box)))
 
+    structures = _structure_list(structure)
+    hetero = None
+    if len(structures) == 1:
+        structure = structures[0]
+        if weights is not None or morph:
+            raise ValueError(f"weights and morph need several structures, got one: {structure!r}")
+    else:
+        from cesped.simulation import hetero as het
+
+        if sym != "C1":
+            raise ValueError(f"heterogeneous entries support symmetry C1 only, got {sym}")
+        if morph:
+            if weights is not None:
+                raise ValueError("weights and morph are exclusive (a morph draws t uniformly)")
+            if int(morph_frames) != morph_frames or morph_frames < 2:
+                raise ValueError(f"morph_frames must be an integer >= 2, got {morph_frames!r}")
+            hetero = {"kind": "morph", "column": het.MORPH_COLUMN}
+        else:
+            w = het.check_weights(
+                np.full(len(structures), 1.0 / len(structures)) if weights is None else weights,
+                len(structures),
+            )
+            hetero = {"kind": "states", "column": het.STATE_COLUMN, "weights": w.tolist()}
+
     out_dir = Path(out_dir)
     if (out_dir / "generation.json").exists() and not overwrite:
         raise FileExistsError(
             f"{out_dir} already holds a simulated entry (generation.json); use overwrite=True"
         )
-    source = resolve_structure(structure)
-
     # ------------------------------------------------------------------ potential and mask
-    volume, model_info = _build_potential(
-        source, sym, pixel_size, box, bfactor, hydrogens, symmetrize, margin_a=math.sqrt(2.0) * max_shift
-    )
-    mask = soft_mask_from_map(volume, pixel_size)
+    margin = math.sqrt(2.0) * max_shift
+    if hetero is None:
+        source = resolve_structure(structure)
+        volume, model_info = _build_potential(
+            source, sym, pixel_size, box, bfactor, hydrogens, symmetrize, margin_a=margin
+        )
+        volumes = [volume]
+        mask = soft_mask_from_map(volume, pixel_size)
+    else:
+        confs, model_info = het.read_conformations(structures, hydrogens=hydrogens, morph=morph)
+        model_info["kind"] = "atomic_models"
+        if morph:
+            t_frames, coords, step = het.morph_frames(confs[0].model, confs[1].model, int(morph_frames))
+            models = [
+                (f"{confs[0].name}->{confs[1].name} t={tk:.3f}", confs[0].model.with_coords(c))
+                for tk, c in zip(t_frames, coords)
+            ]
+            hetero.update(
+                {
+                    "n_frames": int(morph_frames),
+                    "max_atom_step_between_frames_A": step,
+                    "t_grid": t_frames.tolist(),
+                    "note": "linear morph of the atom coordinates; each particle's t is one of the "
+                    "frames' (uniform over them) and its image is that frame's exact potential",
+                }
+            )
+        else:
+            models = [(c.name, c.model) for c in confs]
+        volumes = [_voxelize_model(m, name, pixel_size, box, bfactor, margin) for name, m in models]
+        hetero["structures"] = [c.name for c in confs]
+        mask = soft_mask_from_map(np.max(volumes, axis=0), pixel_size)
 
     # ------------------------------------------------------------------ per-particle parameters
     rng = np.random.default_rng(seed)
@@ -355,14 +449,45 @@ def simulate_entry(
         delta = axis_angle_to_matrix(jit_axes[is_jit], jit_angles[is_jit])
         label_rot[is_jit] = delta @ true_rot[is_jit]
     label_rot[is_rand] = rand_rot[is_rand]
+    # conformations (drawn last: homogeneous entries keep their random stream)
+    vol_lo = np.zeros(n, dtype=np.int64)
+    vol_hi = np.zeros(n, dtype=np.int64)
+    blend = np.zeros(n)
+    if hetero is not None and hetero["kind"] == "states":
+        counts = het.state_counts(np.asarray(hetero["weights"]), n)
+        vol_lo = vol_hi = np.repeat(np.arange(len(counts)), counts)[rng.permutation(n)]
+        hetero["n_per_state"] = counts.tolist()
+    elif hetero is not None:  # t uniform on the frames' grid
+        vol_lo = vol_hi = rng.integers(0, len(volumes), size=n)
+        morph_t = t_frames[vol_lo]
+    coef = np.zeros((len(volumes), n))  # share of each volume in each particle's potential
+    coef[vol_lo, np.arange(n)] += 1.0 - blend
+    coef[vol_hi, np.arange(n)] += blend
     confidence = np.where(
         kind == 0, 1.0, np.where(kind == 1, fractions["jitter_confidence"], fractions["random_confidence"])
     )
 
     # ------------------------------------------------------------------ image formation
-    projector = Projector(volume, pad=pad, dtype=torch.float32)
+    projectors = [Projector(v, pad=pad, dtype=torch.float32) for v in volumes]
+    if len(volumes) > 1:  # larger chunks: each volume's projections in batches of useful size
+        chunk = max(chunk, min(chunk * len(volumes), (1 << 24) // (box * box)))
     rot32 = true_rot.to(torch.float32)
     shifts_px = torch.from_numpy(-origins / pixel_size).to(torch.float32)
+
+    def projected(idx: np.ndarray) -> torch.Tensor:
+        if len(projectors) == 1:
+            return projectors[0].project_rfft(rot32[idx])
+        out = None
+        for v, proj in enumerate(projectors):  # projection is linear: blend the volumes' projections
+            sel = np.flatnonzero(coef[v, idx] > 0)
+            if sel.size == 0:
+                continue
+            part = proj.project_rfft(rot32[idx[sel]])
+            part = part * torch.from_numpy(coef[v, idx[sel]]).to(torch.float32)[:, None, None]
+            if out is None:
+                out = torch.zeros((len(idx),) + tuple(part.shape[1:]), dtype=part.dtype)
+            out[torch.from_numpy(sel)] += part
+        return out
 
     def signal(idx: np.ndarray) -> torch.Tensor:
         ctf = compute_ctf(
@@ -377,7 +502,7 @@ def simulate_entry(
             phase_shift=phase[idx],
             bfactor=ctf_bfactor,
         )
-        ft = shift_images(projector.project_rfft(rot32[idx]) * ctf, shifts_px[idx], n=box)
+        ft = shift_images(projected(idx) * ctf, shifts_px[idx], n=box)
         return centered_irfft2(ft, box)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -419,6 +544,13 @@ def simulate_entry(
 
     euler = matrix_to_euler(label_rot).numpy()
     true_euler = matrix_to_euler(true_rot).numpy()
+    if hetero is None:
+        state_maps = {}
+    elif hetero["kind"] == "states":
+        state_maps = {f"gt_map_state{k + 1}.mrc": v for k, v in enumerate(volumes)}
+    else:  # the morph's end points
+        state_maps = {"gt_map_state1.mrc": volumes[0], "gt_map_state2.mrc": volumes[-1]}
+    state_map_names = sorted(state_maps)
     optics = pd.DataFrame(
         {
             "rlnOpticsGroup": [1],
@@ -448,6 +580,10 @@ def simulate_entry(
         )
         if ph_hi != 0 or ph_lo != 0:
             particles["rlnPhaseShift"] = phase[members]
+        if hetero is not None and hetero["kind"] == "states":
+            particles[het.STATE_COLUMN] = vol_lo[members] + 1
+        elif hetero is not None:
+            particles[het.MORPH_COLUMN] = morph_t[members]
         if ctf_bfactor != 0:
             particles["rlnCtfBfactor"] = np.full(len(members), ctf_bfactor)
         particles["rlnOpticsGroup"] = 1
@@ -477,20 +613,35 @@ def simulate_entry(
             "sampling_rate": pixel_size,
             "synthetic": True,
         }
+        if hetero is not None:
+            info["heterogeneity"] = {
+                "kind": hetero["kind"],
+                "column": hetero["column"],
+                "state_maps": state_map_names,
+            }
         with atomic_open(out_dir / f"info_{h}.json") as fh:
             json.dump(info, fh, indent=2, sort_keys=True)
             fh.write("\n")
 
+    if hetero is not None:  # the particle average of the conformations' potentials
+        volume = np.tensordot(coef.mean(axis=1), np.asarray(volumes), axes=1)
     write_map(out_dir / "gt_map.mrc", volume, pixel_size)
     write_map(out_dir / "mask.mrc", mask, pixel_size)
+    for name, v in state_maps.items():
+        write_map(out_dir / name, v, pixel_size)
+    for stale in out_dir.glob("gt_map_state*.mrc"):
+        if stale.name not in state_maps:
+            stale.unlink()
 
     from cesped import __version__
 
     noise_var = float(np.average(measured_noise_var, weights=[len(m) for m in halves])) if snr else 0.0
     generation = {
         "cesped_version": __version__,
-        "structure": str(structure) if str(structure).lower() in BUILTIN_STRUCTURES else source.name,
-        "structure_sha256": _sha256(source),
+        "structure": _structure_label(structure) if hetero is None else hetero["structures"],
+        "structure_sha256": _sha256(resolve_structure(structure))
+        if hetero is None
+        else [_sha256(c.source) for c in confs],
         "n_particles": n,
         "pixel_size": pixel_size,
         "box": box,
@@ -517,6 +668,7 @@ def simulate_entry(
         "n_jittered": int((kind == 1).sum()),
         "n_random": int((kind == 2).sum()),
         "model": model_info,
+        **({"heterogeneity": hetero} if hetero is not None else {}),
         "image_scale": scale,
         "mean_signal_variance": mean_var * scale**2,
         "noise_variance": 1.0 if snr else 0.0,

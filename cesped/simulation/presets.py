@@ -17,6 +17,8 @@ __all__ = ["BUILTIN_STRUCTURES", "PRESETS", "resolve_structure"]
 BUILTIN_STRUCTURES: dict[str, str] = {
     "6msm": "6msm.pdb.bz2",  # CFTR, cryo-EM, C1
     "4e43": "4e43.pdb.gz",  # HIV-1 protease dimer, X-ray, C2
+    "adk_open": "adk_open.pdb.gz",  # adenylate kinase (4AKE), open, same atoms as adk_closed
+    "adk_closed": "adk_closed.pdb.gz",  # adenylate kinase (1AKE), closed
 }
 
 _COMMON = {
@@ -32,6 +34,14 @@ _COMMON = {
 PRESETS: dict[str, dict] = {
     "synth_6msm": {**_COMMON, "structure": "6msm", "symmetry": "C1"},
     "synth_4e43": {**_COMMON, "structure": "4e43", "symmetry": "C2"},
+    # heterogeneous entries (cesped.simulation.hetero): two discrete states 50/50, and a linear morph
+    "synth_adk_states": {
+        **_COMMON,
+        "structure": ("adk_open", "adk_closed"),
+        "symmetry": "C1",
+        "weights": (0.5, 0.5),
+    },
+    "synth_adk_motion": {**_COMMON, "structure": ("adk_open", "adk_closed"), "symmetry": "C1", "morph": True},
     # the paper's sampling (1.5 Å/px); larger and slower, opt-in
     "synth_6msm_large": {**_COMMON, "structure": "6msm", "symmetry": "C1", "pixel_size": 1.5, "box": 128},
     "synth_4e43_large": {**_COMMON, "structure": "4e43", "symmetry": "C2", "pixel_size": 1.5, "box": 64},
@@ -39,7 +49,7 @@ PRESETS: dict[str, dict] = {
 
 
 def resolve_structure(structure) -> Path:
-    """Path of a built-in model name (``"6msm"``, ``"4e43"``, case-insensitive) or of a file.
+    """Path of a built-in model name (``"6msm"``, ``"adk_open"`` ..., case-insensitive) or of a file.
 
     Raises
     ------

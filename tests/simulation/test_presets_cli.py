@@ -23,7 +23,8 @@ def test_presets_match_the_issue_and_the_signature():
     params = set(inspect.signature(simulate_entry).parameters)
     for name, kwargs in PRESETS.items():
         assert set(kwargs) <= params, name
-        assert kwargs["structure"] in BUILTIN_STRUCTURES
+        structures = kwargs["structure"] if isinstance(kwargs["structure"], tuple) else (kwargs["structure"],)
+        assert set(structures) <= set(BUILTIN_STRUCTURES)
     for name, sym in (("synth_6msm", "C1"), ("synth_4e43", "C2")):
         p = PRESETS[name]
         assert (p["pixel_size"], p["box"], p["n_particles"], p["snr"], p["symmetry"]) == (
