@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cesped._cli import error_line
 from cesped.evaluation.evaluate import evaluate
 
 __all__ = ["evaluate", "main", "build_parser"]
@@ -81,6 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
         "otherwise it must agree with them",
     )
     p.add_argument(
+        "--frame",
+        default="fixed",
+        choices=["fixed", "free"],
+        help="'free': align each half-set's poses to the truth by one global rotation before scoring "
+        "(methods whose poses live in their own map's frame); the frame is recorded in metrics.json",
+    )
+    p.add_argument(
+        "--allow-mirror",
+        dest="allow_mirror",
+        action="store_true",
+        help="with --frame free: also try the map of the other hand",
+    )
+    p.add_argument(
         "--no-cache",
         dest="use_cache",
         action="store_false",
@@ -109,21 +123,14 @@ def main(argv=None) -> int:
             use_cache=args.use_cache,
             verbose=True,
             symmetry=args.symmetry,
+            frame=args.frame,
+            allow_mirror=args.allow_mirror,
         )
     except (ValueError, OSError, RuntimeError) as e:
         # bad input, a file that cannot be read or written, a failed download: one message, no traceback
-        print(f"error: {_message(e)}", file=sys.stderr)
+        print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
     return 0
-
-
-def _message(e: BaseException) -> str:
-    """The error's message, naming the file of an ``OSError`` when its text does not."""
-    msg = str(e) or type(e).__name__
-    name = getattr(e, "filename", None)
-    if isinstance(e, OSError) and name is not None and str(name) not in msg:
-        msg = f"{name}: {msg}"
-    return msg
 
 
 if __name__ == "__main__":

@@ -77,6 +77,8 @@ def evaluate(
     plots: bool = True,
     verbose: bool = False,
     symmetry: str | None = None,
+    frame: str = "fixed",
+    allow_mirror: bool = False,
 ) -> dict:
     """Evaluate predicted poses of both half-sets of an entry; return the metrics.
 
@@ -121,6 +123,14 @@ def evaluate(
     symmetry : str, optional
         Point group; required for an entry without ``info_{0,1}.json``, otherwise it must agree
         with them.
+    frame : {"fixed", "free"}
+        "fixed": the predictions are in the entry's frame (supervised methods). "free": each
+        half-set's poses are first aligned to the truth by one global rotation (found robustly,
+        see :mod:`cesped.evaluation.frames`), for methods whose poses live in the frame of their
+        own map (ab initio); every metric is then computed after alignment and the frame is
+        recorded (``frame_*`` keys). Needs rotations (not ``S2``).
+    allow_mirror : bool
+        With ``frame="free"``: also try the map of the other hand.
 
     Returns
     -------
@@ -134,6 +144,12 @@ def evaluate(
     """
     if predictionType not in PREDICTION_TYPES:
         raise ValueError(f"predictionType must be one of {PREDICTION_TYPES}, got {predictionType!r}")
+    if frame not in ("fixed", "free"):
+        raise ValueError(f"frame must be 'fixed' or 'free', got {frame!r}")
+    if frame == "free" and predictionType == "S2":
+        raise ValueError("frame='free' needs predicted rotations (predictionType SO3 or SO3xR2), not S2")
+    if allow_mirror and frame != "free":
+        raise ValueError("allow_mirror=True needs frame='free'")
     if backend not in ("native", "relion"):
         raise ValueError(f"backend must be 'native' or 'relion', got {backend!r}")
     if int(n_cpus) != n_cpus or n_cpus < 1:
@@ -169,6 +185,8 @@ def evaluate(
             plots=plots,
             verbose=verbose,
             symmetry=symmetry,
+            frame=frame,
+            allow_mirror=allow_mirror,
         )
     if verbose:
         print(summary_table(metrics))
@@ -193,6 +211,8 @@ def _run(
     plots,
     verbose,
     symmetry,
+    frame="fixed",
+    allow_mirror=False,
 ) -> dict:
     """The pipeline of :func:`evaluate` after the argument checks; writes into ``stage``."""
     from cesped.io.star import read_star
@@ -216,6 +236,11 @@ def _run(
         )
         for h in (0, 1)
     ]
+    frame_info = {"frame": "fixed"}
+    if frame == "free":
+        from cesped.evaluation.frames import align_half_sets
+
+        frame_info = align_half_sets(halves, entry.symmetry, allow_mirror=allow_mirror)
     the_mask = select_mask(mask, entry, box, voxel_size)
     mask_arr = the_mask.array if the_mask is not None else None
     warnings = [w for g in gts for w in stack_pixel_size_warnings(g)]
@@ -252,6 +277,7 @@ def _run(
             "voxel_size_A": voxel_size,
             "box_px": box,
             **pose_metrics(halves, predictionType),
+            **frame_info,
         }
         curves: dict = {}
         all_map_metrics(gt_maps, pred_maps, gt_avg, pred_avg, mask_arr, voxel_size, metrics, curves, n_cpus)
