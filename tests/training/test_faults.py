@@ -97,6 +97,53 @@ def test_sigterm_writes_a_checkpoint_exits_143_and_resume_continues(tiny_entry, 
     assert result["last_ckpt"] == str(last)
 
 
+@pytest.mark.slow
+def test_sigkill_mid_epoch_keeps_the_time_checkpoint_and_the_metrics_history(tiny_entry, tmp_path):
+    """SIGKILL (no handler runs): last.ckpt is the latest time checkpoint, and metrics.csv holds the
+    rows logged before it (written at every checkpoint; Lightning itself flushes every 100 steps).
+    The row of the checkpointed step itself is logged just after the checkpoint and may be lost."""
+    from cesped.training.train import train
+
+    out = tmp_path / "run"
+    last = out / "checkpoints" / "last.ckpt"
+    common = ["data.batch_size=4", "trainer.limit_train_batches=4", "trainer.log_every_n_steps=1"]
+    endless = [
+        "trainer.max_epochs=100000",
+        "~callbacks.early_stopping",
+        "callbacks.time_checkpoint.train_time_interval.minutes=1e-6",
+        "predict_other_half=false",
+    ]
+    cmd = [sys.executable, "-m", "cesped.train", *train_overrides(tiny_entry, out, common + endless)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=fh)
+    try:
+        deadline = time.monotonic() + 400
+        while not (last.is_file() and _ckpt(last)["global_step"] >= 6):  # in epoch 1
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"no checkpoint at step 6 (rc {proc.returncode}): {log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    ck = _ckpt(last)
+    step, epoch = int(ck["global_step"]), int(ck["epoch"])
+    first = _rows(out / "csv" / "metrics.csv")
+    kept = _train_steps(first)
+    assert set(range(step - 1)) <= set(kept)
+
+    more = ["resume=true", f"trainer.max_epochs={epoch + 2}", "predict_other_half=false", *common]
+    train(compose_train(tiny_entry, out, more))
+    assert _ckpt(last)["global_step"] == 4 * (epoch + 2)
+    rows = _rows(out / "csv" / "metrics.csv")
+    assert _same_rows([r for r in first if int(r["step"]) <= step], rows)
+    steps = _train_steps(rows)
+    assert steps == sorted(set(steps)) and set(range(4 * (epoch + 2))) - set(steps) <= {step - 1}
+
+
 def test_crash_and_sigterm_lose_at_most_the_time_interval_and_resume_continues(
     tiny_entry, tmp_path, monkeypatch
 ):
