@@ -35,8 +35,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# exit status 5 (no test collected) is not a failure here: a tree may have no slow test
 test-slow: $(STAMP)
-	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+	$(PY) -m pytest -m "slow and not gpu and not network" $(PYTEST_ARGS); \
+	rc=$$?; if [ $$rc -eq 5 ]; then echo "no slow tests"; else exit $$rc; fi
 
 test-all: $(STAMP)
 	$(PY) -m pytest -m "not gpu and not network" $(PYTEST_ARGS)

@@ -52,25 +52,15 @@ def emit(name, value, unit, reference=None, ratio=None, **extra):
 
 def make_entry(root: Path, n: int, box: int, seed: int = 0) -> Path:
     """Write ``<root>/bench_loading/particles_0.{star,mrcs}`` + ``info_0.json`` (random images)."""
-    import mrcfile
     import numpy as np
     import pandas as pd
 
-    from cesped.io.atomic import atomic_open, atomic_path
-    from cesped.io.star import StarFile, write_star
+    from cesped.simulation.fixtures import write_entry_half
 
     d = root / NAME
     if (d / "particles_0.star").exists() and (d / "info_0.json").exists():
         return d
-    d.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    with atomic_path(d / "particles_0.mrcs") as tmp:
-        with mrcfile.new_mmap(tmp, shape=(n, box, box), mrc_mode=2, overwrite=True) as mrc:
-            for i in range(0, n, 1000):
-                m = min(n, i + 1000) - i
-                mrc.data[i : i + m] = rng.normal(size=(m, box, box)).astype(np.float32)
-            mrc.set_image_stack()
-            mrc.voxel_size = 1.5
     optics = pd.DataFrame(
         {  # one optics group: the original package reads only one
             "rlnOpticsGroup": [1],
@@ -86,7 +76,6 @@ def make_entry(root: Path, n: int, box: int, seed: int = 0) -> Path:
     du = rng.uniform(8000, 25000, n)
     parts = pd.DataFrame(
         {
-            "rlnImageName": [f"{i + 1:06d}@particles_0.mrcs" for i in range(n)],
             "rlnAngleRot": rng.uniform(-180, 180, n),
             "rlnAngleTilt": rng.uniform(0, 180, n),
             "rlnAnglePsi": rng.uniform(-180, 180, n),
@@ -100,12 +89,10 @@ def make_entry(root: Path, n: int, box: int, seed: int = 0) -> Path:
             "rlnRandomSubset": np.ones(n, dtype=np.int64),
         }
     )
-    write_star(d / "particles_0.star", StarFile(particles=parts, optics=optics))
-    with atomic_open(d / "info_0.json", "w") as fh:
-        json.dump({"symmetry": "C1"}, fh)
-    # the original package checks for its download marker (record id falls back to the half-set)
-    (d / "SUCCESSFUL_DOWNLOAD_0.txt").write_text("0\n")
-    return d
+    # images made chunk by chunk (the stack may exceed memory); the original package checks for its
+    # download marker (record id falls back to the half-set)
+    images = lambda s, e: rng.normal(size=(e - s, box, box)).astype(np.float32)  # noqa: E731
+    return write_entry_half(root, NAME, 0, images, parts, optics, "C1", original_marker=True)
 
 
 def worker(

@@ -91,31 +91,28 @@ def make_entry(root: Path, target: str, box: int, n_per_half: int, seed: int = 0
     import numpy as np
     from scipy.spatial.transform import Rotation
 
-    from cesped.io.mrc import write_map
     from cesped.io.star import read_star, write_star
-    from cesped.reconstruction.synthetic import blob_map, write_particle_set
+    from cesped.simulation.fixtures import write_synthetic_entry
 
-    d = root / target
     preds = root / "predictions"
     if (preds / "p_1.star").is_file():
         return preds / "p_0.star", preds / "p_1.star"
-    vol = blob_map(box, n_blobs=60, sigma=1.5, seed=seed)
+    d = write_synthetic_entry(
+        root,
+        target,
+        "C1",
+        n_per_half=n_per_half,
+        box=box,
+        pixel_size=1.5,
+        snr=0.5,
+        seed=seed,
+        n_blobs=60,
+        sigma=1.5,
+        mask_edge=6.0,
+        original_marker=True,  # the original package's "available" marker
+    )
     preds.mkdir(parents=True, exist_ok=True)
     for h in (0, 1):
-        conf = np.random.default_rng(seed + h).uniform(0.05, 1.0, n_per_half)
-        write_particle_set(
-            d,
-            vol,
-            n_per_half,
-            1.5,
-            snr=0.5,
-            seed=seed + 10 + h,
-            stack_name=f"particles_{h}.mrcs",
-            star_name=f"particles_{h}.star",
-            extra_columns={"rlnMaxValueProbDistribution": conf},
-        )
-        (d / f"info_{h}.json").write_text(json.dumps({"symmetry": "C1"}))
-        (d / f"SUCCESSFUL_DOWNLOAD_{h}.txt").write_text("synthetic\n")  # the original's "available" marker
         st = read_star(d / f"particles_{h}.star")
         ang = st.particles[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()
         noise = Rotation.from_rotvec(
@@ -126,13 +123,6 @@ def make_entry(root: Path, target: str, box: int, n_per_half: int, seed: int = 0
         ).as_euler("ZYZ", degrees=True)
         st.particles["rlnParticleFigureOfMerit"] = 1.0
         write_star(preds / f"p_{h}.star", st)
-    x = np.arange(box) - box // 2
-    r = np.sqrt(x[:, None, None] ** 2 + x[None, :, None] ** 2 + x[None, None, :] ** 2)
-    write_map(
-        d / "mask.mrc",
-        (0.5 + 0.5 * np.cos(np.pi * np.clip((r - box * 0.3) / 6, 0, 1))).astype("float32"),
-        1.5,
-    )
     return preds / "p_0.star", preds / "p_1.star"
 
 

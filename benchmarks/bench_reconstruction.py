@@ -96,7 +96,7 @@ def main(argv=None) -> int:
 
     from cesped.evaluation.metrics import fsc
     from cesped.io.mrc import read_map
-    from cesped.reconstruction.synthetic import blob_map, write_particle_set
+    from cesped.simulation.fixtures import blob_map, write_particle_set
 
     tmp = None
     if args.workdir is None:

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from cesped.physics.image_ops import rot90_images  # re-exported: its home is physics (models use it)
+
 __all__ = [
     "AugmentationConfig",
     "PoseAugmenter",
@@ -63,29 +65,6 @@ def rotz(angle_deg: torch.Tensor) -> torch.Tensor:
     return torch.stack(
         [torch.stack([c, -s, z], -1), torch.stack([s, c, z], -1), torch.stack([z, z, o], -1)], -2
     )
-
-
-def rot90_images(images: torch.Tensor, k: torch.Tensor | int) -> torch.Tensor:
-    """Rotate ``(B, C, n, n)`` images by ``k`` quarter turns about the pixel ``n // 2`` (exact).
-
-    Equals ``torch.rot90(img, k, dims=(-2, -1))`` for odd ``n``; for even ``n`` the result is
-    rolled so that the centre pixel ``n // 2`` stays put (edge rows/columns wrap around).
-    The content turns by ``a = -90°·k`` in the convention of :func:`rotate_images`.
-    """
-    b, n = images.shape[0], images.shape[-1]
-    k = torch.as_tensor(k, device=images.device).expand(b) % 4
-    out = images.clone()
-    for kk in (1, 2, 3):
-        sel = torch.nonzero(k == kk).flatten()
-        if len(sel) == 0:
-            continue
-        x = images[sel]
-        for _ in range(kk):
-            x = torch.rot90(x, 1, dims=(-2, -1))
-            if n % 2 == 0:
-                x = torch.roll(x, 1, dims=-2)
-        out[sel] = x
-    return out
 
 
 def mirror_images(images: torch.Tensor) -> torch.Tensor:

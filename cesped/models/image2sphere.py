@@ -301,13 +301,13 @@ class Image2Sphere(nn.Module):
     def rot90_averaged(self, img: torch.Tensor) -> torch.Tensor:
         """SO(3) coefficients averaged over the four quarter turns of the image, ``(B, dim)``.
 
-        The copy turned by ``k`` quarter turns (:func:`cesped.data.augment.rot90_images`, label
+        The copy turned by ``k`` quarter turns (:func:`cesped.physics.image_ops.rot90_images`, label
         ``L -> L·Ry(-90°k)`` in the network frame) is mapped back with ``f_k(L·Ry(-90°k))``, so each
         copy votes for the pose of the original image. The set of copies of a turned image is the
         same set, so the averaged prediction moves exactly as the label when the input is turned
         (the plain network is only equivariant after its ResNet, which is not). 4x the cost.
         """
-        from cesped.data.augment import rot90_images
+        from cesped.physics.image_ops import rot90_images
 
         total = None
         for k in range(4):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
 import warnings
 from pathlib import Path
 
@@ -25,23 +28,37 @@ def train(cfg: DictConfig) -> dict:
 
     Layout of ``cfg.output_dir``: ``checkpoints/{best-*.ckpt,last.ckpt,config.yaml}``,
     ``tensorboard/``, ``csv/metrics.csv``, ``predictions_{1-h}.star``. With ``cfg.resume`` the run
-    continues from ``checkpoints/last.ckpt`` when it exists.
+    continues from ``checkpoints/last.ckpt`` when it exists (written after every epoch, every
+    ``callbacks.time_checkpoint.train_time_interval`` of training and on SIGTERM), and
+    ``csv/metrics.csv`` keeps the earlier rows up to that checkpoint's step.
 
     Returns
     -------
     dict with ``best_ckpt``, ``last_ckpt``, ``predictions`` (path or None) and the final callback metrics.
+
+    Raises
+    ------
+    TrainingInterrupted
+        SIGTERM during training: ``last.ckpt`` was written (with ``callbacks.interrupt_checkpoint``)
+        and no predictions are made.
     """
     import lightning as L
     from hydra.utils import instantiate
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    from cesped.training.cli import TrainingInterrupted
+    from cesped.training.faults import InterruptCheckpoint, ResumableCSVLogger, checkpoint_log_step
     from cesped.training.infer import predict_dataset, write_predictions
     from cesped.training.lightning_module import Image2SphereModule
 
     if cfg.halfset not in (0, 1):
         raise ValueError(f"halfset must be 0 or 1, got {cfg.halfset!r}")
-    L.seed_everything(int(cfg.seed), workers=True)
     out = Path(cfg.output_dir)
     ckpt_dir = out / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)  # a bad output_dir fails here, before any work
+    if not os.access(ckpt_dir, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "output directory is not writable", str(ckpt_dir))
+    L.seed_everything(int(cfg.seed), workers=True)
     datamodule = instantiate(cfg.data)
     module = Image2SphereModule(
         net=OmegaConf.to_container(cfg.model.net, resolve=True),
@@ -63,16 +80,26 @@ def train(cfg: DictConfig) -> dict:
     loggers = _instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     if trainer.is_global_zero:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
         with atomic_open(ckpt_dir / "config.yaml") as fh:
             saved = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
             fh.write(OmegaConf.to_yaml(saved, resolve=True))
     last = ckpt_dir / "last.ckpt"
     ckpt_path = str(last) if cfg.get("resume") and last.is_file() else None
-    with warnings.catch_warnings():
-        # the directory holds our config.yaml (and last.ckpt on resume): expected, not a problem
-        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if ckpt_path:
+        step = checkpoint_log_step(ckpt_path)
+        for lg in loggers:
+            if isinstance(lg, ResumableCSVLogger):
+                lg.resume_at(step)
+    try:
+        with warnings.catch_warnings():
+            # the directory holds our config.yaml (and last.ckpt on resume): expected, not a problem
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException as exc:  # a SystemExit with status 0: make it an error that names the checkpoint
+        saved = [c.saved for c in callbacks if isinstance(c, InterruptCheckpoint) and c.saved]
+        raise TrainingInterrupted(
+            signal.SIGTERM, saved[0] if saved else None, trainer.current_epoch, trainer.global_step
+        ) from exc
 
     best = None
     for cb in callbacks:

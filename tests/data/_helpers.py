@@ -132,23 +132,11 @@ class FakeZenodo:
 # tiny local entries
 # ------------------------------------------------------------------------------------------------
 def write_entry(root, name, halfset, images, particles, optics, symmetry="C1"):
-    """Write ``<root>/<name>/particles_<h>.star/.mrcs`` and ``info_<h>.json`` with cesped.io."""
-    from pathlib import Path
+    """Write ``<root>/<name>/particles_<h>.star/.mrcs`` and ``info_<h>.json``
+    (:func:`cesped.simulation.fixtures.write_entry_half`)."""
+    from cesped.simulation.fixtures import write_entry_half
 
-    import numpy as np
-
-    from cesped.io.stack import write_stack
-    from cesped.io.star import StarFile, write_star
-
-    d = Path(root) / name
-    d.mkdir(parents=True, exist_ok=True)
-    parts = particles.copy()
-    parts["rlnImageName"] = [f"{i + 1:06d}@particles_{halfset}.mrcs" for i in range(len(parts))]
-    px = float(np.asarray(optics["rlnImagePixelSize"])[0])
-    write_stack(d / f"particles_{halfset}.mrcs", images, px)
-    write_star(d / f"particles_{halfset}.star", StarFile(particles=parts, optics=optics))
-    (d / f"info_{halfset}.json").write_text(json.dumps({"symmetry": symmetry}))
-    return d
+    return write_entry_half(root, name, halfset, images, particles, optics, symmetry)
 
 
 def tiny_tables(n, box, seed=0, pixel_size=1.5):

@@ -75,7 +75,7 @@ def test_right_rotate_coeffs_is_a_right_translation_of_the_signal(model):
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_rot90_averaged_prediction_is_exactly_equivariant(model, k):
     """The four-copy average moves exactly as the label when the whole image (ResNet included) turns."""
-    from cesped.data.augment import rot90_images
+    from cesped.physics.image_ops import rot90_images
 
     torch.manual_seed(3)
     img = torch.randn(2, 1, 32, 32)

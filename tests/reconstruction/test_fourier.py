@@ -12,7 +12,7 @@ from cesped.geometry.symmetry import symmetry_matrices
 from cesped.io.star import read_star, write_star
 from cesped.physics.fourier import centered_rfft2
 from cesped.reconstruction.fourier import FourierAccumulator, reconstruct
-from cesped.reconstruction.synthetic import blob_map, write_particle_set
+from cesped.simulation.fixtures import blob_map, write_particle_set
 
 N = 32
 K08 = int(0.8 * (N // 2))  # last shell up to 0.8 x Nyquist

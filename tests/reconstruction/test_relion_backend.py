@@ -8,7 +8,7 @@ import pytest
 from cesped.evaluation.metrics import fsc
 from cesped.reconstruction.fourier import reconstruct
 from cesped.reconstruction.relion import find_relion_binary, reconstruct_relion, relion_command
-from cesped.reconstruction.synthetic import blob_map, write_particle_set
+from cesped.simulation.fixtures import blob_map, write_particle_set
 
 N = 32
 K08 = int(0.8 * (N // 2))

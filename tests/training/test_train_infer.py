@@ -11,55 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
-TINY_NET = [
-    "model.net.lmax=3",
-    "model.net.s2_fdim=8",
-    "model.net.so3_fdim=4",
-    "model.net.hp_order_projector=1",
-    "model.net.hp_order_s2=1",
-    "model.net.hp_order_so3=1",
-    "model.net.so3_act_resolution=4",
-]
-
-
-@pytest.fixture(scope="module")
-def tiny_entry(tmp_path_factory):
-    from cesped.simulation.entry import simulate_entry
-
-    bench = tmp_path_factory.mktemp("bench")
-    simulate_entry(
-        bench / "tiny",
-        "4e43",
-        n_particles=64,
-        pixel_size=4.0,
-        box=32,
-        snr=1.0,
-        symmetry="C2",
-        seed=0,
-        progress=False,
-    )
-    return bench
-
-
-def _cfg(bench: Path, out: Path, extra=()):
-    overrides = [
-        "entry=tiny",
-        "halfset=0",
-        f"benchmark_dir={bench}",
-        f"output_dir={out}",
-        "data.batch_size=8",
-        "trainer.max_epochs=2",
-        "+trainer.limit_train_batches=2",
-        "+trainer.limit_val_batches=1",
-        "trainer.enable_progress_bar=false",
-        "prediction.batch_size=16",
-        *TINY_NET,
-        *extra,
-    ]
-    with initialize_config_module(config_module="cesped.configs", version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+from ._tiny import TINY_NET, compose_train
 
 
 def _angles(star_path):
@@ -75,7 +28,7 @@ def test_train_predict_resume_infer_evaluate(tiny_entry, tmp_path):
     from cesped.training.train import train
 
     out = tmp_path / "run"
-    res = train(_cfg(tiny_entry, out))
+    res = train(compose_train(tiny_entry, out))
     pred = Path(res["predictions"])
     assert pred == out / "predictions_1.star"
     assert (out / "checkpoints" / "last.ckpt").is_file() and (out / "checkpoints" / "config.yaml").is_file()
@@ -92,7 +45,7 @@ def test_train_predict_resume_infer_evaluate(tiny_entry, tmp_path):
     ck = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ck["global_step"] == 4  # 2 epochs x 2 batches
     assert not any("pix_table" in k or "gamma_table" in k for k in ck["state_dict"])
-    train(_cfg(tiny_entry, out, ["resume=true", "trainer.max_epochs=3", "predict_other_half=false"]))
+    train(compose_train(tiny_entry, out, ["resume=true", "trainer.max_epochs=3", "predict_other_half=false"]))
     ck = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ck["global_step"] == 6  # one more epoch, not a restart from 0
 
@@ -184,7 +137,7 @@ def test_cosine_schedule_spans_the_epoch_budget(tiny_entry, tmp_path):
         "predict_other_half=false",
         "model.target=exact",
     ]
-    result = train(_cfg(tiny_entry, out, extra))
+    result = train(compose_train(tiny_entry, out, extra))
     assert math.isfinite(result["metrics"]["train_loss"])
     ck = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ck["hyper_parameters"]["target"] == "exact"
@@ -201,7 +154,7 @@ def test_last_checkpoint_is_written_every_epoch_even_without_a_new_best(tiny_ent
 
     out = tmp_path / "last"
     extra = ["callbacks.model_checkpoint.monitor=epoch", "trainer.max_epochs=3", "predict_other_half=false"]
-    result = train(_cfg(tiny_entry, out, extra))
+    result = train(compose_train(tiny_entry, out, extra))
     ck = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ck["epoch"] == 2 and ck["global_step"] == 6
     best = [p.name for p in (out / "checkpoints").glob("best-*.ckpt")]
