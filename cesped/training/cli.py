@@ -25,7 +25,9 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["TrainingInterrupted", "describe_os_error", "one_line_errors", "run_hydra_cli"]
+from cesped._cli import error_line
+
+__all__ = ["TrainingInterrupted", "one_line_errors", "run_hydra_cli"]
 
 _OURS = "CESPED_CLI_SET_HYDRA_FULL_ERROR"
 
@@ -62,19 +64,6 @@ class TrainingInterrupted(RuntimeError):
         )
 
 
-def describe_os_error(exc: OSError) -> str:
-    """One line for an ``OSError``, naming the path(s) when the error carries them.
-
-    ``OSError(errno, strerror, filename)`` -> ``"<strerror>: <filename>"``; an error raised with a
-    message only (cesped's own ``FileNotFoundError("... <path> ...")``) keeps its message.
-    """
-    if exc.filename is None:
-        return str(exc)
-    what = exc.strerror or type(exc).__name__
-    paths = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
-    return f"{what}: {paths}"
-
-
 def _one_line(exc: BaseException) -> str | None:
     """The one-line report of ``exc``, or None for an error that keeps its traceback (a bug)."""
     from hydra.errors import CompactHydraException
@@ -83,7 +72,7 @@ def _one_line(exc: BaseException) -> str | None:
     if isinstance(exc, CompactHydraException) and isinstance(cause, (OSError, ValueError)):
         exc = cause  # an error raised inside a config's _target_ (Hydra wraps it)
     if isinstance(exc, OSError):
-        return describe_os_error(exc)
+        return error_line(exc)
     if isinstance(exc, (ValueError, CompactHydraException)):
         return " ".join(str(exc).split())
     return None

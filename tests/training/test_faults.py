@@ -212,7 +212,7 @@ def test_one_line_errors_exit_statuses(capsys):
         open("/nonexistent/dir/file")
     assert exc.value.code == 1
     assert capsys.readouterr().err.splitlines() == [
-        "prog: error: No such file or directory: /nonexistent/dir/file"
+        "prog: error: /nonexistent/dir/file: No such file or directory"
     ]
     with pytest.raises(KeyError), one_line_errors("prog"):  # a bug keeps its traceback
         raise KeyError("x")
