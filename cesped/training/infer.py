@@ -79,7 +79,9 @@ def write_predictions(
     """Write the best pose per particle into a copy of the dataset's star file.
 
     Angles go to ``rlnAngleRot/Tilt/Psi`` (RELION convention, degrees), the probability of the
-    predicted cell to ``rlnParticleFigureOfMerit``; shifts are written as 0 (not predicted).
+    predicted cell to ``rlnParticleFigureOfMerit``. No shift columns are written: the network does not
+    predict shifts (evaluate with ``predictionType="SO3"``, which uses the entry's shifts; ``SO3xR2``
+    refuses such a file instead of scoring invented zeros).
     With ``top_k > 1`` all poses also go to ``<out stem>_topk.npz`` (``ids``, ``rotmats``, ``probs``).
     """
     out = Path(out)
@@ -87,7 +89,6 @@ def write_predictions(
     dataset.updateMd(
         ids=ids,
         angles=best,
-        shifts=torch.zeros(len(ids), 2, dtype=torch.float64),
         confidence=probs[:, 0].double(),
         angles_format="rotmat",
     )
