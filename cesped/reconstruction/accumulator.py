@@ -130,6 +130,7 @@ class FourierAccumulator:
             raise ValueError(f"images_ft must be (B, {n}, {n // 2 + 1}), got {tuple(images_ft.shape)}")
         rdt = self.dtype
         ft = images_ft.to(self.device).reshape(b, -1)[:, self._flat]
+        ft[:, self._flat == 0] = 0.0  # RELION zeroes each image's DC term (its weight stays)
         re = ft.real.to(rdt)
         im = ft.imag.to(rdt)
         if ctf is not None:

@@ -4,6 +4,7 @@ Algorithm (RELION's ``BackProjector``):
 
 1. each image is transformed (``rfft2`` with the centre at ``n // 2``) and translated by
    ``+origin / pixel_size`` so that the particle is centred (RELION: ``image(x) = proj(x + origin)``);
+   its DC term is set to zero, as RELION does (the weight keeps ``CTF(0)²``);
 2. ``CTF·F`` and ``CTF²`` (both times an optional per-particle weight, e.g. the figure of merit)
    are splatted trilinearly into a half (``x >= 0``) Fourier grid padded ``pad`` times, at the
    central slice ``S·R·(kx, ky, 0)`` for every symmetry operator ``S``, with ``R = Aᵀ`` the

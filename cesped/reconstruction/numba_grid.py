@@ -261,6 +261,7 @@ def insert_star_chunks(grids, src, parts, order, variants, batch_size, do_ctf, v
         rows = order[start : start + batch_size]
         b = len(rows)
         ft = scipy.fft.rfft2(read_chunk(src, rows), workers=g0.n_threads)  # complex64
+        ft[:, 0, 0] = 0.0  # RELION zeroes each image's DC term (its weight CTF(0)² stays)
         ft_ri = ft.view(np.float32).reshape(b, -1, 2)  # (b, L, 2), no copy
         if prm is not None:
             cp = [np.ascontiguousarray(prm[k][rows]) for k in _CTF_KEYS]
