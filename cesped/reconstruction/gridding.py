@@ -138,10 +138,10 @@ def pipe_menon_weights(
     del r2i
     inv = inside.astype(np.float32)
     for _ in range(int(n_iter)):
-        conv = scipy.fft.rfftn(
-            scipy.fft.irfftn(inv * fw, s=(big,) * 3, workers=nt) * blob, workers=nt
-        )
+        conv = scipy.fft.rfftn(scipy.fft.irfftn(inv * fw, s=(big,) * 3, workers=nt) * blob, workers=nt)
         np.divide(inv, np.maximum(np.abs(conv), np.float32(1e-6)), out=inv, where=inside)
     out = np.zeros(w.shape, dtype=np.float32)
-    out[np.ix_(sel + h, sel + h, np.arange(q + 1))] = np.where(ins, inv[np.ix_(idx, idx, np.arange(q + 1))], 0)
+    out[np.ix_(sel + h, sel + h, np.arange(q + 1))] = np.where(
+        ins, inv[np.ix_(idx, idx, np.arange(q + 1))], 0
+    )
     return out

@@ -14,48 +14,13 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from cesped.evaluation.metrics import fsc, pcc, resolution_at
+from cesped.evaluation.paper_compat import paper_compatible
+
+from ._original_reference import original_run_evaluate, ref_fsc, ref_pcc, ref_resolution
 
 pytestmark = [pytest.mark.relion, pytest.mark.slow]
 
 BOX, PX, N_HALF = 64, 1.5, 500
-
-
-# --------------------------------------------------------------- the original's definitions
-def ref_pcc(a, b, mask=None):
-    """scipy.stats.pearsonr over all voxels; with a mask, of the mask-multiplied maps."""
-    from scipy.stats import pearsonr
-
-    if mask is not None:
-        a, b = a * mask, b * mask
-    return float(pearsonr(a.ravel(), b.ravel()).statistic)
-
-
-def ref_fsc(a, b, mask=None):
-    """Full ``fftshift(fftn)``; shell k holds the voxels with ``k <= |r| < k+1``, k = 0..N/2."""
-    if mask is not None:
-        a, b = a * mask, b * mask
-    fa, fb = np.fft.fftshift(np.fft.fftn(a)), np.fft.fftshift(np.fft.fftn(b))
-    n = a.shape[0]
-    x = np.arange(n) - n // 2
-    r = np.sqrt(x[:, None, None] ** 2 + x[None, :, None] ** 2 + x[None, None, :] ** 2)
-    out = []
-    for k in range(n // 2 + 1):
-        s = (r >= k) & (r < k + 1)
-        out.append(
-            np.real(fa[s] * fb[s].conj()).sum() / np.sqrt((np.abs(fa[s]) ** 2).sum() * (np.abs(fb[s]) ** 2).sum())
-        )
-    return np.array(out)
-
-
-def ref_resolution(curve, thr, n, px):
-    """First shell below thr, linear interpolation in 1/resolution with the previous shell."""
-    inv = np.arange(len(curve)) / (n * px)
-    below = np.where(curve < thr)[0]
-    if below.size == 0:
-        return 1.0 / inv[-1]
-    i = below[0]
-    f = inv[i - 1] + (inv[i] - inv[i - 1]) * (thr - curve[i - 1]) / (curve[i] - curve[i - 1])
-    return 1.0 / f
 
 
 # ------------------------------------------------------------------------------ the data
@@ -161,3 +126,31 @@ def test_reference_definitions_agree_with_cesped_metrics_on_the_same_maps(maps):
     ours = _cesped_values(maps["native"], maps["mask"])
     for k, v in ref.items():
         assert ours[k] == pytest.approx(v, abs=1e-9), k
+
+
+def test_paper_columns_match_the_original_on_relion_maps(maps):
+    """paper_compatible on cesped's metrics of its own maps against the original's runEvaluate
+    values computed from relion_reconstruct maps."""
+    from cesped.evaluation.paper_compat import ORIGINAL_KEYS
+
+    from ._original_reference import cesped_map_metrics
+
+    nat, rel, mask = maps["native"], maps["relion"], maps["mask"]
+    names = ("gt_0", "gt_1", "pred_0", "pred_1")
+    row = paper_compatible(
+        {"MAnE_deg": 0.0, "wMAnE_deg": 0.0, **cesped_map_metrics(*(nat[k] for k in names), mask, PX)}
+    )
+    orig = original_run_evaluate(*(rel[k] for k in names), mask, PX)
+    for col, key in ORIGINAL_KEYS.items():
+        if key not in orig:
+            continue
+        tol = (
+            0.01
+            if col.startswith("dPCC")
+            else 0.005
+            if "PCC" in col
+            else 0.1
+            if col.startswith("d")
+            else 0.05
+        )
+        assert abs(row[col] - orig[key]) <= tol, f"{col}: cesped {row[col]:.4f}, original {orig[key]:.4f}"
