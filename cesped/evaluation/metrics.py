@@ -192,22 +192,35 @@ def resolution_at(curve, thresholds: float | Sequence[float], voxel_size: float,
     voxel_size : float
         Å/voxel.
     box : int, optional
-        Box size ``n``; default ``2 * (len(curve) - 1)`` (even boxes).
+        Box size ``n``; the curve must then have ``n // 2 + 1`` shells (else ``ValueError``).
+        Default ``2 * (len(curve) - 1)``, i.e. an even box: a curve of ``L`` shells comes from
+        a box of ``2L - 2`` or ``2L - 1`` voxels, so pass ``box`` for odd boxes.
 
     Returns
     -------
     float or list of float
         For each threshold: find the first shell ``i`` with ``FSC_i < thr`` (NaN counts as below);
         the inverse resolution is interpolated linearly between shells ``i-1`` and ``i``, and the
-        resolution is its inverse. The frequency of the last shell (Nyquist, ``2 * voxel_size``,
-        for even boxes) when the curve never drops below. When already shell 0 (the DC term) is below the
-        threshold, no shell is resolved and the box size ``n * voxel_size`` (the coarsest measurable
-        resolution) is returned; the original package interpolated with index -1 there.
+        resolution is its inverse. The frequency of the last shell when the curve never drops
+        below: Nyquist, ``2 * voxel_size``, for even boxes; for an odd box the last shell is
+        ``(n - 1) / 2``, i.e. ``2 * voxel_size * n / (n - 1)``. When already shell 0 (the DC
+        term) is below the threshold, no shell is resolved and the box size ``n * voxel_size``
+        (the coarsest measurable resolution) is returned; the original package interpolated with
+        index -1 there.
     """
     c = np.asarray(curve, dtype=np.float64).ravel()
     if c.size < 2:
         raise ValueError(f"FSC curve needs at least 2 shells, got {c.size}")
-    n = int(box) if box is not None else 2 * (c.size - 1)
+    if box is None:
+        n = 2 * (c.size - 1)
+    else:
+        if int(box) != box or box < 2:
+            raise ValueError(f"resolution_at: box must be an integer >= 2, got {box!r}")
+        n = int(box)
+        if c.size != n // 2 + 1:
+            raise ValueError(
+                f"resolution_at: an FSC curve of a box of {n} voxels has {n // 2 + 1} shells, got {c.size}"
+            )
     freqs = fsc_frequencies(n, voxel_size)[: c.size]
     scalar = np.isscalar(thresholds)
     ths = [float(thresholds)] if scalar else [float(t) for t in thresholds]

@@ -33,6 +33,8 @@ import numpy as np
 from cesped.io.atomic import atomic_open
 
 __all__ = [
+    "metric_meaning",
+    "ground_truth_pose_values",
     "viewing_directions",
     "direction_density",
     "plot_orientation_coverage",
@@ -270,6 +272,8 @@ def _save(fig, path):
 
 
 def _fmt_value(v) -> str:
+    if v is None:
+        return "n/a"
     if isinstance(v, (bool, np.bool_)):
         return str(bool(v))
     if isinstance(v, (int, np.integer)):
@@ -290,14 +294,237 @@ def _img_tag(path: Path, caption: str) -> str:
     )
 
 
+# ------------------------------------------------------------------------------ meanings
+_PAIRS = {
+    "GT0,GT1": "the two ground-truth half-maps GT0 and GT1 (reconstructed with the entry's own poses)",
+    "V0,V1": "the two half-maps V0 and V1 reconstructed with the predicted poses",
+    "GT,V": "the ground-truth map GT = (GT0+GT1)/2 and the predicted-pose map V = (V0+V1)/2",
+}
+_FLAVOURS = {"masked": "inside the entry's mask (maps multiplied by it)", "unmasked": "over the whole box"}
+_FIXED_MEANINGS = {
+    "target": "The entry evaluated.",
+    "predictionType": "What the predictions hold: S2 (viewing direction), SO3 (rotation) or SO3xR2 "
+    "(rotation and in-plane shifts).",
+    "symmetry": "Point group of the entry; every angular error is the smallest over its operators.",
+    "usePredConfidence": "Whether the predicted confidence (rlnParticleFigureOfMerit) weighted the "
+    "particles in the predicted-pose reconstruction.",
+    "backend": "Reconstruction program: native (cesped's direct Fourier inversion) or relion "
+    "(relion_reconstruct).",
+    "mask": "Mask used for the masked metrics (path relative to this report).",
+    "voxel_size_A": "Voxel size of the maps (Å).",
+    "box_px": "Side of the maps (voxels).",
+    "MAnE_deg": "Mean angular error between predicted and true poses, symmetry-aware (°); mean of the "
+    "two half-sets. Lower is better, 0 is perfect.",
+    "wMAnE_deg": "Mean angular error weighted by the ground-truth pose confidence "
+    "(rlnMaxValueProbDistribution), so that well-defined particles count more (°). Lower is better.",
+    "MAnE_half0_deg": "Mean angular error of half-set 0 (°).",
+    "MAnE_half1_deg": "Mean angular error of half-set 1 (°).",
+    "median_angular_error_deg": "Median angular error over both half-sets (°).",
+    "shiftsRMSE_A": "Root mean square error of the predicted in-plane shifts (Å); SO3xR2 predictions only.",
+    "paper_columns_use": "Which flavour (masked or unmasked) fills the paper's columns.",
+    "n_particles": "Number of particles evaluated.",
+}
+
+
+def metric_meaning(key: str) -> str:
+    """One sentence saying what a metric key of :func:`cesped.evaluation.evaluate.evaluate` means
+    ("" for a key this module does not know)."""
+    import re
+
+    if key in _FIXED_MEANINGS:
+        return _FIXED_MEANINGS[key]
+    m = re.fullmatch(r"PCC\((.+)\)_(masked|unmasked)", key)
+    if m and m.group(1) in _PAIRS:
+        return f"Pearson correlation of {_PAIRS[m.group(1)]}, {_FLAVOURS[m.group(2)]}. Higher is better."
+    m = re.fullmatch(r"FSCR(0\.143|0\.5)\((.+)\)_(masked|unmasked)_A", key)
+    if m and m.group(2) in _PAIRS:
+        return (
+            f"Resolution (Å) where the Fourier shell correlation of {_PAIRS[m.group(2)]} first drops "
+            f"below {m.group(1)}, {_FLAVOURS[m.group(3)]}. Lower is better."
+        )
+    m = re.fullmatch(r"dPCC_(masked|unmasked)", key)
+    if m:
+        return (
+            f"PCC(GT0,GT1) − PCC(GT,V), {_FLAVOURS[m.group(1)]}: the correlation lost to the pose "
+            "errors, relative to the agreement of the ground-truth half-maps. Lower is better."
+        )
+    m = re.fullmatch(r"dFSCR(0\.143|0\.5)_(masked|unmasked)_A", key)
+    if m:
+        t = m.group(1)
+        return (
+            f"FSCR{t}(GT,V) − FSCR{t}(GT0,GT1) (Å), {_FLAVOURS[m.group(2)]}: the resolution lost to "
+            "the pose errors. Lower is better."
+        )
+    if key.startswith("paper_compatible."):
+        from cesped.evaluation.paper_compat import ORIGINAL_KEYS
+
+        col = key.split(".", 1)[1]
+        if col == "mask_used":
+            return "Whether the original package's definitions below used a mask."
+        if col in ORIGINAL_KEYS:
+            return (
+                f"The paper's column {col} with the original package's definition (its "
+                f"{ORIGINAL_KEYS[col]}), see cesped.evaluation.paper_compat."
+            )
+    return ""
+
+
+# ------------------------------------------------------------------------------- summary
+# (label, metric key template ({f}: masked/unmasked), unit, one-line meaning)
+_SUMMARY_ROWS = (
+    ("MAnE", "MAnE_deg", "°", "mean angular error of the predicted poses (symmetry-aware); lower is better"),
+    ("wMAnE", "wMAnE_deg", "°", "MAnE weighted by the ground-truth pose confidence; lower is better"),
+    (
+        "PCC(V0,V1)",
+        "PCC(V0,V1)_{f}",
+        "",
+        "correlation of the two predicted-pose half-maps; higher is better, about PCC(GT0,GT1) at best",
+    ),
+    (
+        "FSCR0.143(V0,V1)",
+        "FSCR0.143(V0,V1)_{f}_A",
+        "Å",
+        "half-map resolution of the predicted-pose reconstruction (FSC 0.143); lower is better",
+    ),
+    (
+        "PCC(GT,V)",
+        "PCC(GT,V)_{f}",
+        "",
+        "correlation of the predicted-pose map with the ground-truth map; 1 is identical",
+    ),
+    (
+        "FSCR0.143(GT,V)",
+        "FSCR0.143(GT,V)_{f}_A",
+        "Å",
+        "resolution to which the predicted-pose map matches the ground-truth map (FSC 0.143); "
+        "lower is better",
+    ),
+    ("FSCR0.5(GT,V)", "FSCR0.5(GT,V)_{f}_A", "Å", "the same at FSC 0.5; lower is better"),
+    ("dPCC", "dPCC_{f}", "", "PCC(GT0,GT1) − PCC(GT,V): correlation lost to pose errors; lower is better"),
+    (
+        "dFSCR0.143",
+        "dFSCR0.143_{f}_A",
+        "Å",
+        "FSCR0.143(GT,V) − FSCR0.143(GT0,GT1): resolution lost to pose errors; lower is better",
+    ),
+)
+RANDOM_POSES = "random poses"
+GT_POSES = "ground-truth poses"
+
+
+def _flavour(metrics: Mapping[str, object]) -> str:
+    fl = metrics.get("paper_columns_use")
+    if fl in ("masked", "unmasked"):
+        return str(fl)
+    return "masked" if metrics.get("PCC(GT,V)_masked") is not None else "unmasked"
+
+
+def _num(v):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        return None
+    return float(v)
+
+
+def ground_truth_pose_values(metrics: Mapping[str, object]) -> dict[str, float]:
+    """What each summary metric would be with the ground-truth poses (V0 = GT0, V1 = GT1),
+    from the evaluation's own ground-truth maps: the best a pose predictor can reach."""
+    f = _flavour(metrics)
+    gt_pcc = _num(metrics.get(f"PCC(GT0,GT1)_{f}"))
+    gt_res = _num(metrics.get(f"FSCR0.143(GT0,GT1)_{f}_A"))
+    px = _num(metrics.get("voxel_size_A"))
+    nyquist = 2.0 * px if px else None
+    out = {"MAnE": 0.0, "wMAnE": 0.0, "PCC(GT,V)": 1.0}
+    if gt_pcc is not None:
+        out["PCC(V0,V1)"] = gt_pcc
+        out["dPCC"] = gt_pcc - 1.0
+    if gt_res is not None:
+        out["FSCR0.143(V0,V1)"] = gt_res
+    if nyquist is not None:  # FSC(GT, GT) = 1 at every shell: the last shell, Nyquist
+        out["FSCR0.143(GT,V)"] = nyquist
+        out["FSCR0.5(GT,V)"] = nyquist
+        if gt_res is not None:
+            out["dFSCR0.143"] = nyquist - gt_res
+    return out
+
+
+def _summary_table(metrics, references: Mapping[str, Mapping[str, float]]) -> str:
+    f = _flavour(metrics)
+    columns = dict(references)
+    columns[GT_POSES] = ground_truth_pose_values(metrics)
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in columns)
+    rows = []
+    for label, template, unit, meaning in _SUMMARY_ROWS:
+        key = template.format(f=f)
+        if key not in metrics:
+            continue
+        refs = []
+        for col in columns.values():
+            v = col.get(label, col.get(key))
+            refs.append(f"<td class=num>{_fmt_value(v) if v is not None else '—'}</td>")
+        name = f"{label} ({unit})" if unit else label
+        rows.append(
+            f"<tr><th>{html.escape(name)}</th><td class='num value'>{_fmt_value(metrics[key])}</td>"
+            f"{''.join(refs)}<td>{html.escape(meaning)}</td></tr>"
+        )
+    region = "masked (inside the entry's mask)" if f == "masked" else "unmasked (whole box)"
+    return (
+        '<table id="summary"><thead><tr><th>metric</th><th>this evaluation</th>'
+        f"{head}<th>meaning</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f'<p class="note">Map metrics are {html.escape(region)}. '
+        "The reference columns say where a value sits: random poses are the no-skill end "
+        "(computed for this entry's poses and symmetry); ground-truth poses are the best "
+        "reachable, from this evaluation's ground-truth half-maps. — : not computed.</p>"
+    )
+
+
+# ------------------------------------------------------------------------------ full table
+def _display(v, outdir: Path) -> str:
+    """A value for the page; absolute paths become paths relative to the report."""
+    if isinstance(v, (str, os.PathLike)) and os.path.isabs(str(v)):
+        try:
+            v = os.path.relpath(str(v), str(outdir))
+        except ValueError:  # another drive (Windows): the name only
+            v = os.path.basename(str(v))
+    return _fmt_value(v)
+
+
+def _full_rows(metrics: Mapping[str, object], descriptions: Mapping[str, str]) -> list[tuple]:
+    """(key, value, meaning) of every scalar metric, nested blocks flattened to ``block.key``;
+    the paper's column aliases that repeat a metric already listed are left out."""
+    try:
+        from cesped.evaluation.evaluate import PAPER_COLUMNS
+    except ImportError:  # pragma: no cover - the evaluation module is always there
+        PAPER_COLUMNS = {}
+    f = _flavour(metrics)
+    flat: dict[str, object] = {}
+    for k, v in metrics.items():
+        if isinstance(v, Mapping):
+            for k2, v2 in v.items():
+                flat[f"{k}.{k2}"] = v2
+        else:
+            flat[k] = v
+    rows = []
+    for k, v in flat.items():
+        if isinstance(v, (list, tuple, dict, np.ndarray)):
+            continue
+        alias_of = PAPER_COLUMNS.get(k)
+        if alias_of is not None:
+            target = alias_of.format(m=f)
+            if target in flat and flat[target] == v:
+                continue
+        rows.append((k, v, descriptions.get(k) or metric_meaning(k)))
+    return rows
+
+
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1150px;color:#222}
 h1{font-size:1.5em} h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.92em}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.value{font-weight:600}
 figure{margin:1em 0} img{max-width:100%} figcaption{font-size:.85em;color:#555}
-.note{font-size:.85em;color:#555}
+.note{font-size:.85em;color:#555} details summary{cursor:pointer;font-weight:600;margin:1em 0}
 """
 
 
@@ -308,8 +535,15 @@ def write_report(
     plots: Sequence[tuple[str, str | os.PathLike]] = (),
     title: str = "cesped evaluation",
     descriptions: Mapping[str, str] | None = None,
+    references: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Path:
-    """Write ``<outdir>/report.html``: metrics table and all plots, images embedded (base64).
+    """Write ``<outdir>/report.html``: a summary, every plot, then the full metrics table.
+
+    The page opens with the paper's headline metrics, each with a one-line meaning, beside
+    reference values (random poses for this entry, and the values the ground-truth poses give,
+    from the evaluation's own GT half-maps); then the plots (embedded, base64); then every
+    metric with its meaning behind a fold. No absolute path of the machine appears: paths in
+    the metrics are shown relative to the report.
 
     Parameters
     ----------
@@ -317,18 +551,25 @@ def write_report(
         Evaluation output directory; the two report plots are written there too
         (``orientation_coverage.png``, ``confidence_vs_error.png``).
     metrics : mapping
-        Metric name -> value (as in ``metrics.json``).
+        Metric name -> value (as in ``metrics.json``); a nested mapping (e.g. a
+        ``paper_compatible`` block) is listed as ``block.key`` rows.
     per_particle : mapping, optional
         Arrays over all evaluated particles: ``true_rotmats`` (n, 3, 3), ``pred_rotmats``
         (n, 3, 3), ``errors_deg`` (n,), ``confidence`` (n,) or None (the predictions carry no
         confidence). When given, the coverage plot is made, and the calibration plot when the
-        confidence is known.
+        confidence is known; without ``references``, the random-pose reference is computed from
+        ``true_rotmats`` (MAnE and median only: the GT confidence of wMAnE is not among them).
     plots : sequence of (caption, png path)
         Further plots to embed (e.g. the evaluation's FSC curves), in this order.
     title : str
         Page title.
     descriptions : mapping, optional
-        Metric name -> what it measures, shown in the table.
+        Metric name -> what it measures, overriding :func:`metric_meaning` in the full table.
+    references : mapping, optional
+        Reference column name -> {summary label (e.g. ``"MAnE"``) or metric key -> value}, shown
+        in the summary in this order, e.g. ``{"random poses": random_pose_reference(...)}``
+        (:func:`cesped.evaluation.references.random_pose_reference`; its ``MAnE_deg`` and
+        ``wMAnE_deg`` keys are the metric keys). Later: the floor and the paper's rows.
 
     Returns
     -------
@@ -337,31 +578,54 @@ def write_report(
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     figures: list[tuple[str, Path]] = [(cap, Path(p)) for cap, p in plots]
+    missing = [os.path.basename(str(p)) for _, p in figures if not Path(p).is_file()]
+    if missing:
+        raise ValueError(f"write_report: plot files not found: {', '.join(missing)}")
     if per_particle is not None:
         from cesped.evaluation.plots import write_png
 
         for caption, name, data in render_particle_plots(per_particle):
             figures.append((caption, write_png(outdir / name, data)))
-    missing = [str(p) for _, p in figures if not Path(p).is_file()]
-    if missing:
-        raise ValueError(f"write_report: plot files not found: {', '.join(missing)}")
-    descriptions = dict(descriptions or {})
+    if references is None:
+        references = {}
+        if per_particle is not None:
+            from cesped.evaluation.references import random_pose_reference
+
+            kind = "S2" if metrics.get("predictionType") == "S2" else "SO3"
+            sym = str(metrics.get("symmetry") or "C1")
+            references = {RANDOM_POSES: random_pose_reference(per_particle["true_rotmats"], sym, kind=kind)}
     rows = "\n".join(
-        f"<tr><th>{html.escape(str(k))}</th><td class=num>{_fmt_value(v)}</td>"
-        f"<td>{html.escape(descriptions.get(k, ''))}</td></tr>"
-        for k, v in metrics.items()
-        if not isinstance(v, (list, tuple, dict, np.ndarray))
+        f"<tr><th>{html.escape(str(k))}</th><td class=num>{_display(v, outdir)}</td>"
+        f"<td>{html.escape(meaning)}</td></tr>"
+        for k, v, meaning in _full_rows(metrics, dict(descriptions or {}))
     )
+    context = [
+        f"{name}: {_display(metrics[key], outdir)}"
+        for name, key in (
+            ("entry", "target"),
+            ("predictions", "predictionType"),
+            ("symmetry", "symmetry"),
+            ("reconstruction", "backend"),
+            ("mask", "mask"),
+        )
+        if key in metrics
+    ]
     body = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        "<h2>Metrics</h2>",
-        f"<table><thead><tr><th>metric</th><th>value</th><th>meaning</th></tr></thead><tbody>{rows}</tbody></table>",
-        '<p class="note">Angles in degrees, resolutions in Å, correlations are Pearson coefficients.</p>',
+        f'<p class="note">{" · ".join(context)}</p>' if context else "",
+        '<h2 id="summary-title">Summary</h2>',
+        _summary_table(metrics, references),
         "<h2>Plots</h2>",
         *[_img_tag(p, cap) for cap, p in figures],
+        "<h2>All metrics</h2>",
+        "<details><summary>Every metric of this evaluation, with its meaning</summary>",
+        f"<table id=all-metrics><thead><tr><th>metric</th><th>value</th><th>meaning</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>",
+        '<p class="note">Angles in degrees, resolutions in Å, correlations are Pearson coefficients.</p>',
+        "</details>",
         "</body></html>",
     ]
     out = outdir / "report.html"

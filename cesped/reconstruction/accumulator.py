@@ -130,6 +130,7 @@ class FourierAccumulator:
             raise ValueError(f"images_ft must be (B, {n}, {n // 2 + 1}), got {tuple(images_ft.shape)}")
         rdt = self.dtype
         ft = images_ft.to(self.device).reshape(b, -1)[:, self._flat]
+        ft[:, self._flat == 0] = 0.0  # RELION zeroes each image's DC term (its weight stays)
         re = ft.real.to(rdt)
         im = ft.imag.to(rdt)
         if ctf is not None:
@@ -212,7 +213,9 @@ class FourierAccumulator:
             self._numba.n_inserted = self.n_inserted
         return self
 
-    def finalize(self, mask_edge: bool = True, floor_fraction: float = 1e-3) -> torch.Tensor:
+    def finalize(
+        self, mask_edge: bool = True, floor_fraction: float = 1e-3, gridding: str = "iterative"
+    ) -> torch.Tensor:
         """Divide, invert and correct; returns the ``(n, n, n)`` map (float32, on ``device``).
 
         Parameters
@@ -220,12 +223,18 @@ class FourierAccumulator:
         mask_edge : bool
             Apply RELION's soft spherical mask (radius n/2, 3-voxel cosine edge).
         floor_fraction : float
-            Weights below ``floor_fraction × (radial mean of the weight)`` are raised to it.
+            ``gridding="skip"`` only: weights below ``floor_fraction × (radial mean of the
+            weight)`` are raised to it.
+        gridding : {"iterative", "skip"}
+            As in :meth:`cesped.reconstruction.numba_grid.NumbaGrid.finalize`: RELION's default
+            iterative gridding weights (computed on CPU with numpy), or ``--skip_gridding``.
         """
         if self.n_inserted == 0:
             raise ValueError("finalize: no image was inserted")
+        if gridding not in ("iterative", "skip"):
+            raise ValueError(f"gridding must be 'iterative' or 'skip', got {gridding!r}")
         if self.kernel == "numba":
-            return self._finalize_numba(mask_edge, floor_fraction)
+            return self._finalize_numba(mask_edge, floor_fraction, gridding)
         acc = self.grid.reshape(self.dz, self.dy, self.dx, 3)
         c, m = self.c, self.m
         # x = 0 plane: add the Friedel mates of the contributions that fell on it (centred layout)
@@ -240,6 +249,38 @@ class FourierAccumulator:
         data = torch.complex(grid[..., 0], grid[..., 1])
         weight = grid[..., 2]
         del grid
+        if gridding == "iterative":
+            vol_ft = data * self._iterative_inverse_weights(acc)
+            del weight
+        else:
+            vol_ft = self._divide_skip_gridding(data, weight, floor_fraction)
+        vol = torch.fft.irfftn(vol_ft, s=(m, m, m))
+        n = self.box
+        for dim in range(3):  # centred window, origin at n//2: unshifted indices -n//2 .. n - n//2 - 1
+            vol = torch.cat([vol.narrow(dim, m - n // 2, n // 2), vol.narrow(dim, 0, n - n // 2)], dim=dim)
+        vol = vol.to(torch.float64)
+        # gridding correction of trilinear interpolation
+        x = torch.arange(n, device=self.device, dtype=torch.float64) - n // 2
+        rr = torch.sqrt(x[:, None, None] ** 2 + x[None, :, None] ** 2 + x[None, None, :] ** 2)
+        vol = vol / torch.special.sinc(rr / m) ** 2
+        if mask_edge:
+            vol = soft_mask_outside_map(vol)
+        return vol.to(torch.float32)
+
+    def _iterative_inverse_weights(self, acc: torch.Tensor) -> torch.Tensor:
+        """RELION's iterative inverse weights (:func:`cesped.reconstruction.gridding.pipe_menon_weights`)
+        of a centred accumulator view ``(dz, dy, dx, 3)``, as an unshifted (m, m, m//2+1) tensor."""
+        from cesped.reconstruction.gridding import pipe_menon_weights
+        from cesped.reconstruction.numba_grid import complete_x0_plane
+
+        c, m = self.c, self.m
+        _, weight = complete_x0_plane(acc.detach().to("cpu", torch.float32).numpy())
+        inv = torch.from_numpy(pipe_menon_weights(weight, self.box, self.pad)).to(self.device)
+        return _centred_to_unshifted(_centred_to_unshifted(inv[:, :, : m // 2 + 1], 0, c, m), 1, c, m)
+
+    def _divide_skip_gridding(self, data: torch.Tensor, weight: torch.Tensor, floor_fraction: float):
+        """``data / max(weight, floor)`` inside the Nyquist sphere (unshifted layout), 0 outside."""
+        m = self.m
         # radius (padded-grid voxels) of every unshifted voxel
         kz = torch.fft.fftfreq(m, d=1.0 / m, device=self.device)
         kx = torch.arange(m // 2 + 1, device=self.device, dtype=torch.float32)
@@ -259,22 +300,11 @@ class FourierAccumulator:
         den.masked_fill_(bad, 1.0)
         vol_ft = data.div_(den).masked_fill_(bad, 0.0)
         del weight, den, bad, outside
-        vol = torch.fft.irfftn(vol_ft, s=(m, m, m))
-        n = self.box
-        for dim in range(3):  # centred window, origin at n//2: unshifted indices -n//2 .. n - n//2 - 1
-            vol = torch.cat([vol.narrow(dim, m - n // 2, n // 2), vol.narrow(dim, 0, n - n // 2)], dim=dim)
-        vol = vol.to(torch.float64)
-        # gridding correction of trilinear interpolation
-        x = torch.arange(n, device=self.device, dtype=torch.float64) - n // 2
-        rr = torch.sqrt(x[:, None, None] ** 2 + x[None, :, None] ** 2 + x[None, None, :] ** 2)
-        vol = vol / torch.special.sinc(rr / m) ** 2
-        if mask_edge:
-            vol = soft_mask_outside_map(vol)
-        return vol.to(torch.float32)
+        return vol_ft
 
-    def _finalize_numba(self, mask_edge: bool, floor_fraction: float) -> torch.Tensor:
+    def _finalize_numba(self, mask_edge: bool, floor_fraction: float, gridding: str) -> torch.Tensor:
         """:meth:`finalize` in compiled passes (:meth:`NumbaGrid.finalize`)."""
-        return torch.from_numpy(self._numba.finalize(mask_edge, floor_fraction))
+        return torch.from_numpy(self._numba.finalize(mask_edge, floor_fraction, gridding))
 
 
 def _centred_to_unshifted(t: torch.Tensor, dim: int, c: int, m: int) -> torch.Tensor:

@@ -115,27 +115,47 @@ class NumbaGrid:
         )
         self.n_inserted += b
 
-    def finalize(self, mask_edge: bool = True, floor_fraction: float = 1e-3) -> np.ndarray:
+    def finalize(
+        self, mask_edge: bool = True, floor_fraction: float = 1e-3, gridding: str = "iterative"
+    ) -> np.ndarray:
         """Divide, invert and correct: the ``(n, n, n)`` float32 map (``z, y, x``, centre ``n//2``).
 
-        The ``x = 0`` plane is completed with its Friedel mates, the data divided by
-        ``max(weight, floor_fraction × radial mean weight)`` inside the Nyquist sphere in one
-        sweep that writes the unshifted half spectrum; the inverse FFT keeps only the ``n³``
-        window (:func:`cesped.reconstruction._inputs.windowed_irfftn`); then the gridding
+        The ``x = 0`` plane is completed with its Friedel mates and the data divided inside the
+        Nyquist sphere, written as the unshifted half spectrum; the inverse FFT keeps only the
+        ``n³`` window (:func:`cesped.reconstruction._inputs.windowed_irfftn`); then the gridding
         correction ``1 / sinc²(r / m)`` and, with ``mask_edge``, RELION's soft spherical mask.
+
+        Parameters
+        ----------
+        mask_edge : bool
+            Apply RELION's soft spherical mask (radius n/2, 3-voxel cosine edge).
+        floor_fraction : float
+            ``gridding="skip"`` only: weights below ``floor_fraction × radial mean weight`` are
+            raised to it.
+        gridding : {"iterative", "skip"}
+            "iterative" (default, ``relion_reconstruct``'s default): the data times RELION's
+            iterative inverse weights (:func:`cesped.reconstruction.gridding.pipe_menon_weights`).
+            "skip" (``relion_reconstruct --skip_gridding``): ``data / max(weight, floor)``,
+            about 10 FFTs of the padded grid cheaper; same FSC, but Pearson correlations over
+            the whole box about 0.02 higher than the original package's.
         """
         from cesped.reconstruction import _splat_numba
 
         if self.n_inserted == 0:
             raise ValueError("finalize: no image was inserted")
+        if gridding not in ("iterative", "skip"):
+            raise ValueError(f"gridding must be 'iterative' or 'skip', got {gridding!r}")
         c, m, n = self.c, self.m, self.box
         _splat_numba.set_threads(self.n_threads)
         grids = self.grids.reshape(self.grids.shape[0], self.dz, self.dy, self.dx, 3)
-        nsh = m // 2 + 2
-        wsum, cnt = _splat_numba.shell_weight_sums(grids, c, m, nsh)
-        floor = floor_fraction * wsum / np.maximum(cnt, 1.0)
-        vol_ft = np.empty((m, m, m // 2 + 1), dtype=np.complex64)
-        _splat_numba.divide_to_unshifted(grids, c, m, floor, vol_ft)
+        if gridding == "iterative":
+            vol_ft = self._iterative_spectrum(grids)
+        else:
+            nsh = m // 2 + 2
+            wsum, cnt = _splat_numba.shell_weight_sums(grids, c, m, nsh)
+            floor = floor_fraction * wsum / np.maximum(cnt, 1.0)
+            vol_ft = np.empty((m, m, m // 2 + 1), dtype=np.complex64)
+            _splat_numba.divide_to_unshifted(grids, c, m, floor, vol_ft)
         vol_n = windowed_irfftn(vol_ft, n, self.n_threads)
         del vol_ft
         vol = np.empty((n, n, n), dtype=np.float64)
@@ -144,6 +164,39 @@ class NumbaGrid:
         if mask_edge:
             _splat_numba.soft_mask_inplace(vol, n / 2.0, 3.0)
         return vol.astype(np.float32)
+
+    def _iterative_spectrum(self, grids: np.ndarray) -> np.ndarray:
+        """``data · W`` (RELION's iterative gridding weights) as the unshifted (m, m, m//2+1)
+        complex64 half spectrum, zero outside the Nyquist sphere."""
+        from cesped.reconstruction.gridding import pipe_menon_weights
+
+        c, m = self.c, self.m
+        acc = grids.sum(axis=0) if grids.shape[0] > 1 else grids[0]
+        data, weight = complete_x0_plane(acc)
+        inv = pipe_menon_weights(weight, self.box, self.pad, workers=self.n_threads)
+        del weight
+        data *= inv
+        del inv
+        k = np.arange(-(m // 2), (m + 1) // 2)
+        cols = np.arange(m // 2 + 1)
+        vol_ft = np.zeros((m, m, m // 2 + 1), dtype=np.complex64)
+        vol_ft[np.ix_(k % m, k % m, cols)] = data[np.ix_(k + c, k + c, cols)]
+        return vol_ft
+
+
+def complete_x0_plane(acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Data (complex64) and weight (float32) of a centred ``(dz, dy, dx, 3)`` accumulator, with
+    the ``x = 0`` plane completed by its Friedel mates (RELION's ``enforceHermitianSymmetry``):
+    ``D(k) + conj(D(−k))`` and ``W(k) + W(−k)``."""
+    data = np.empty(acc.shape[:3], dtype=np.complex64)
+    data.real = acc[..., 0]
+    data.imag = acc[..., 1]
+    weight = np.array(acc[..., 2], dtype=np.float32)
+    d0 = data[:, :, 0].copy()
+    w0 = weight[:, :, 0].copy()
+    data[:, :, 0] = d0 + np.conj(d0[::-1, ::-1])
+    weight[:, :, 0] = w0 + w0[::-1, ::-1]
+    return data, weight
 
 
 def insert_star_chunks(grids, src, parts, order, variants, batch_size, do_ctf, voxel_size) -> None:
@@ -208,6 +261,7 @@ def insert_star_chunks(grids, src, parts, order, variants, batch_size, do_ctf, v
         rows = order[start : start + batch_size]
         b = len(rows)
         ft = scipy.fft.rfft2(read_chunk(src, rows), workers=g0.n_threads)  # complex64
+        ft[:, 0, 0] = 0.0  # RELION zeroes each image's DC term (its weight CTF(0)² stays)
         ft_ri = ft.view(np.float32).reshape(b, -1, 2)  # (b, L, 2), no copy
         if prm is not None:
             cp = [np.ascontiguousarray(prm[k][rows]) for k in _CTF_KEYS]

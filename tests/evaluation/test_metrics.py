@@ -101,3 +101,29 @@ def test_fsc_of_averages_from_averaged_transforms():
         np.testing.assert_allclose(got, fsc(0.5 * (g0 + g1), 0.5 * (v0 + v1), mask=mask), rtol=1e-10)
     with pytest.raises(ValueError, match="transforms must have"):
         fsc_from_transforms(fg[:-1], fv, 16)
+
+
+def test_resolution_at_an_odd_box():
+    """n = 33: 17 shells at k / (33·px), the last one (k = 16) below Nyquist; the box must be
+    given (a 17-shell curve could also come from n = 32) and must match the curve."""
+    from tests.evaluation._original_reference import ref_resolution
+
+    n, px = 33, 1.5
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(n, n, n))
+    x = np.fft.fftfreq(n)
+    lowpass = np.exp(-(x[:, None, None] ** 2 + x[None, :, None] ** 2 + x[None, None, :] ** 2) / 0.02)
+    a = np.real(np.fft.ifftn(np.fft.fftn(a) * lowpass))
+    b = a + 0.02 * rng.normal(size=(n, n, n))
+    curve = fsc(a, b)
+    assert curve.shape == (17,)
+    for thr in (0.143, 0.5):  # the original's rule with the odd box's own frequency axis
+        expected = ref_resolution(curve, thr, n, px)
+        assert resolution_at(curve, thr, px, box=n) == pytest.approx(expected, rel=1e-12)
+    # never below: the last shell, 16 / (33·1.5) 1/Å, not Nyquist (3 Å)
+    assert resolution_at(np.ones(17), 0.143, px, box=n) == pytest.approx(n * px / 16)
+    assert resolution_at(np.ones(17), 0.143, px) == pytest.approx(3.0)  # box omitted: even (32)
+    with pytest.raises(ValueError, match="box of 34 voxels has 18 shells, got 17"):
+        resolution_at(curve, 0.143, px, box=34)
+    with pytest.raises(ValueError, match="box must be an integer"):
+        resolution_at(curve, 0.143, px, box=16.5)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import html
 import html.parser
+import os
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,3 +143,171 @@ def test_particle_plots_render_in_memory(tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing written
     pp["confidence"] = np.linspace(0, 1, n)
     assert [name for _, name, _ in render_particle_plots(pp)][-1] == "confidence_vs_error.png"
+
+
+# --------------------------------------------------------------------- the report of a real run
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """evaluate() on a tiny C1 entry with jittered predictions: (outdir, metrics, per_particle)."""
+    from cesped.evaluateEntry import evaluate
+    from cesped.io.star import read_star, write_star
+
+    from ._entries import make_entry
+
+    root = tmp_path_factory.mktemp("report_run")
+    entry = make_entry(root, "tinyR", "C1", n_per_half=300, seed=4)
+    preds, true_rot, pred_rot = [], [], []
+    cols = ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]
+    for h in (0, 1):
+        st = read_star(entry / f"particles_{h}.star")
+        rot = Rotation.from_euler("ZYZ", st.particles[cols].to_numpy(), degrees=True)
+        jit = Rotation.from_rotvec(np.random.default_rng(h).normal(0, 0.15, (len(st.particles), 3)))
+        st.particles[cols] = (jit * rot).as_euler("ZYZ", degrees=True)
+        st.particles["rlnParticleFigureOfMerit"] = np.random.default_rng(h).uniform(0.1, 1, len(st.particles))
+        write_star(root / f"pred_{h}.star", st)
+        preds.append(root / f"pred_{h}.star")
+        true_rot.append(rot.as_matrix())
+        pred_rot.append((jit * rot).as_matrix())
+    out = root / "out"
+    metrics = evaluate(str(entry), *preds, predictionType="SO3", outdir=out)
+    per_particle = {
+        "true_rotmats": np.concatenate(true_rot),
+        "pred_rotmats": np.concatenate(pred_rot),
+        "errors_deg": np.zeros(600),
+        "confidence": None,
+    }
+    return out, metrics, per_particle
+
+
+def _report_parts(text):
+    summary_at = text.index('id="summary"')
+    first_img = text.index("<img")
+    details_at = text.index("<details>")
+    return summary_at, first_img, details_at
+
+
+def _full_table_rows(text):
+    part = text[text.index("<details>") :]
+    part = part[part.index("<tbody>") + 7 : part.index("</tbody>")]
+    rows = []
+    for tr in part.split("<tr>")[1:]:
+        key = tr[tr.index("<th>") + 4 : tr.index("</th>")]
+        cells = tr.split("<td")
+        meaning = cells[-1].split(">", 1)[1].split("</td>")[0]
+        rows.append((html.unescape(key), html.unescape(meaning)))
+    return rows
+
+
+def test_evaluate_report_opens_with_the_summary_and_folds_the_full_table(evaluated):
+    out, metrics, _ = evaluated
+    text = (out / "report.html").read_text()
+    summary_at, first_img, details_at = _report_parts(text)
+    assert summary_at < first_img < details_at  # summary, then plots, then the folded table
+    rows = _full_table_rows(text)
+    keys = [k for k, _ in rows]
+    assert len(keys) == len(set(keys))  # no key twice
+    assert not [k for k, meaning in rows if not meaning.strip()]  # every meaning filled
+    # the paper's column aliases repeat flavoured keys: listed once, in the flavoured form
+    assert "PCC(GT,V)" not in keys and "PCC(GT,V)_masked" in keys
+    assert str(out.parent) not in text and str(out) not in text
+    assert "/tmp/" not in text and not any(str(v).startswith("/") for v in keys)
+    assert ">mask.mrc<" in text or "../tinyR/mask.mrc" in text  # shown relative to the report
+
+
+def test_report_summary_has_random_pose_and_ground_truth_references(evaluated, tmp_path):
+    from cesped.evaluation.references import random_pose_reference
+
+    out, metrics, pp = evaluated
+    plots = [("FSC", out / "fsc.png"), ("slices", out / "central_slices.png")]
+    ref = random_pose_reference(pp["true_rotmats"], "C1")
+    rep = write_report(tmp_path, metrics, pp, plots=plots, references={"random poses": ref})
+    text = rep.read_text()
+    summary = text[text.index('id="summary"') : text.index("</table>", text.index('id="summary"'))]
+    assert "random poses" in summary and "ground-truth poses" in summary
+    assert f"{ref['MAnE_deg']:.4g}" in summary  # about 126 deg for C1
+    assert f"{metrics['MAnE_deg']:.4g}" in summary
+    assert f"{metrics['PCC(GT0,GT1)_masked']:.4g}" in summary  # the ceiling of PCC(V0,V1)
+    for label in ("MAnE", "wMAnE", "PCC(V0,V1)", "PCC(GT,V)", "FSCR0.143(GT,V)", "dPCC", "dFSCR0.143"):
+        assert f"<th>{html.escape(label)}" in summary
+    # without references, per_particle gives the random-pose column by itself
+    auto = write_report(tmp_path / "auto", metrics, pp).read_text()
+    assert f"{ref['MAnE_deg']:.4g}" in auto
+
+
+# ------------------------------------------------------------------------------ in a browser
+def _chromium():
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+_LAYOUT_JS = """
+<script>
+window.addEventListener('load', function () {
+  var r = function (e) { var b = e.getBoundingClientRect();
+    return [b.left + window.scrollX, b.top + window.scrollY, b.width, b.height]; };
+  var imgs = Array.from(document.images).map(function (i) { return r(i).concat([i.naturalWidth]); });
+  var pre = document.createElement('pre'); pre.id = 'layout';
+  pre.textContent = JSON.stringify({summary: r(document.getElementById('summary')), imgs: imgs,
+    height: document.documentElement.scrollHeight});
+  document.body.appendChild(pre);
+});
+</script>
+"""
+
+
+@pytest.mark.browser
+def test_report_is_drawn_in_headless_chromium(evaluated, tmp_path):
+    """Chromium lays the report out and draws it: the summary table and every plot have
+    pixels (not blank) where the DOM says they are."""
+    import json
+    import re
+    import subprocess
+
+    from PIL import Image
+
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    out, metrics, pp = evaluated
+    plots = [
+        ("FSC", out / "fsc.png"),
+        ("errors", out / "angular_errors.png"),
+        ("slices", out / "central_slices.png"),
+    ]
+    rep = write_report(tmp_path / "r", metrics, pp, plots=plots)
+    probe = tmp_path / "probe.html"
+    probe.write_text(rep.read_text().replace("</body>", _LAYOUT_JS + "</body>"))
+    flags = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             "--force-device-scale-factor=1", "--virtual-time-budget=10000"]  # fmt: skip
+    dom = subprocess.run(
+        [*flags, "--window-size=1200,900", "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    m = re.search(r'<pre id="layout">(.*?)</pre>', dom.stdout, re.S)
+    assert m, dom.stderr[-2000:]
+    layout = json.loads(html.unescape(m.group(1)))
+    assert len(layout["imgs"]) == len(plots) + 1  # the given plots and the orientation coverage
+    height = int(layout["height"]) + 10
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [*flags, f"--window-size=1200,{height}", f"--screenshot={shot}", rep.as_uri()],
+        capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    keep = os.environ.get("CESPED_KEEP_SCREENSHOT")  # e.g. to look at the page by eye
+    if keep:
+        Path(keep).write_bytes(shot.read_bytes())
+    img = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
+    assert img.shape[0] >= height - 10
+
+    def drawn(rect, min_ink):
+        x, y, w, h = (int(round(v)) for v in rect[:4])
+        region = img[y : y + h, x : x + w]
+        assert region.size > 0 and w > 100 and h > 50, rect
+        ink = np.mean(region < 200)  # fraction of non-white pixels
+        return ink >= min_ink and region.std() > 10
+
+    assert drawn(layout["summary"], 0.02), "summary table not drawn"
+    for rect in layout["imgs"]:
+        assert rect[4] > 0, "an image did not decode"
+        assert drawn(rect, 0.01), f"plot at {rect} is blank"
