@@ -37,6 +37,7 @@ from cesped.evaluation.entry import resolve_entry
 from cesped.evaluation.ground_truth import read_ground_truth, stack_pixel_size_warnings
 from cesped.evaluation.masks import select_mask
 from cesped.evaluation.outputs import summary_table, write_outputs
+from cesped.evaluation.paper_compat import paper_compatible
 from cesped.evaluation.plot_thread import BackgroundPlots
 from cesped.evaluation.predictions import (  # noqa: F401  (ANGLES, FOM, IMAGE: re-exported)
     ANGLES,
@@ -46,6 +47,7 @@ from cesped.evaluation.predictions import (  # noqa: F401  (ANGLES, FOM, IMAGE: 
     per_particle,
     prepare_predictions,
 )
+from cesped.evaluation.references import random_reference
 from cesped.evaluation.scores import (
     PAPER_COLUMNS,
     add_differences,
@@ -290,6 +292,8 @@ def _run(
         }
         metrics["warnings"] = warnings
         metrics.update(paper)
+        metrics["paper_compatible"] = {k: jsonable(v) for k, v in paper_compatible(metrics).items()}
+        metrics["references"] = {"random poses": random_reference(halves, entry.symmetry, predictionType)}
         metrics = {k: jsonable(v) for k, v in metrics.items()}
         if stage is not None:
             write_outputs(

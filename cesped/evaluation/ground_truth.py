@@ -47,7 +47,8 @@ def read_ground_truth(path):
     Raises
     ------
     ValueError
-        Missing ``rlnImageName``/angle/origin columns (never read as identity poses or 0 shifts), non-finite angles, shifts or CTF values, an
+        Missing ``rlnImageName``/angle/origin columns (never read as identity poses or 0
+        shifts), non-finite angles, shifts or CTF values, an
         amplitude contrast outside [0, 1); the message names the file, column and row.
     """
     from cesped.io.star import check_finite, read_star, require_columns

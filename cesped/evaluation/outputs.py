@@ -37,7 +37,7 @@ def write_plots(outdir, metrics, freqs, curves, gt_avg, pred_avg, early_plots, t
         ),
         *[(cap, outdir / name) for name, (cap, _) in figures.items()],
     ]
-    write_report(outdir, metrics, None, plots=order, title=title)
+    write_report(outdir, metrics, None, plots=order, title=title, references=metrics.get("references"))
 
 
 def write_outputs(
@@ -85,6 +85,8 @@ def write_outputs(
     if early_plots is not None:
         write_plots(outdir, metrics, freqs, curves, gt_avg, pred_avg, early_plots, title)
     row = {k: jsonable(v) for k, v in paper.items()}
+    # the original package's exact definitions beside ours (see cesped.evaluation.paper_compat)
+    row.update({f"paper_compatible.{k}": v for k, v in metrics.get("paper_compatible", {}).items()})
     with atomic_open(outdir / "metrics.csv") as fh:
         pd.DataFrame([row]).to_csv(fh, index=False, float_format="%.6g")
     with atomic_open(outdir / "metrics.json") as fh:

@@ -73,3 +73,26 @@ def random_pose_reference(gt_rotmats, symmetry: str, seed: int = 0, weights=None
             raise ValueError(f"weights: expected shape ({len(r)},), got {w.shape}")
         out["wMAnE_deg"] = weighted_mean_angular_error(err, w)
     return out
+
+
+def random_reference(halves, symmetry: str, prediction_type: str = "SO3", seed: int = 0) -> dict:
+    """:func:`random_pose_reference` of both half-sets of an evaluation (pooled).
+
+    Parameters
+    ----------
+    halves : sequence of cesped.evaluation.predictions.HalfSet
+        The evaluated half-sets (their ground-truth angles and confidences are used).
+    symmetry : str
+        The entry's point group.
+    prediction_type : {"S2", "SO3", "SO3xR2"}
+        ``"S2"`` compares viewing directions, otherwise rotations.
+    seed : int
+        Seed of the random poses (fixed, so the reference is reproducible).
+    """
+    from cesped.evaluation.predictions import ANGLES
+    from cesped.geometry.numpy_ops import euler_to_matrix
+
+    rot = np.concatenate([euler_to_matrix(h.gt.particles[ANGLES].to_numpy(np.float64)) for h in halves])
+    conf = np.concatenate([np.asarray(h.gt_conf, dtype=np.float64) for h in halves])
+    kind = "S2" if prediction_type == "S2" else "SO3"
+    return random_pose_reference(rot, symmetry, seed=seed, weights=conf, kind=kind)
