@@ -16,7 +16,14 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["Evaluator", "ProtocolConfig", "run_protocol", "build_leaderboard", "read_record", "entry_checksum"]
+__all__ = [
+    "Evaluator",
+    "ProtocolConfig",
+    "run_protocol",
+    "build_leaderboard",
+    "read_record",
+    "entry_checksum",
+]
 
 _LAZY = {
     "Evaluator": "cesped.benchmark.evaluator",

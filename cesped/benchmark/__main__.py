@@ -111,7 +111,8 @@ def parse_run_args(argv: list[str]):
             raise ValueError(f"run: {required}=[...] is required")
     if kw.get("predictions") and kw["train_overrides"]:
         raise ValueError(
-            f"run: unknown argument(s) {kw['train_overrides']} (training overrides are unused with predictions=)"
+            f"run: unknown argument(s) {kw['train_overrides']} "
+            "(training overrides are unused with predictions=)"
         )
     if kw.get("predictions") and "experiment" not in kw:
         kw["experiment"] = None
@@ -122,12 +123,19 @@ def parse_run_args(argv: list[str]):
 def _table(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m cesped.benchmark table", description="leaderboard of results")
     p.add_argument("results", nargs="+", help="record files or directories (searched for seed*.json)")
-    p.add_argument("--out", default=None, help="write leaderboard.md and leaderboard.html into this directory")
+    p.add_argument(
+        "--out", default=None, help="write leaderboard.md and leaderboard.html into this directory"
+    )
     p.add_argument("--benchmarkDir", default=None, help="benchmark directory holding the entries")
     p.add_argument("--no-random", action="store_true", help="do not compute missing random-poses rows")
-    p.add_argument("--no-verify", action="store_true", help="do not compare checksums with the entries on disk")
-    p.add_argument("--allow-mixed-versions", action="store_true",
-                   help="accept records of different cesped major versions (flagged)")
+    p.add_argument(
+        "--no-verify", action="store_true", help="do not compare checksums with the entries on disk"
+    )
+    p.add_argument(
+        "--allow-mixed-versions",
+        action="store_true",
+        help="accept records of different cesped major versions (flagged)",
+    )
     p.add_argument("--min-seeds", type=int, default=None, help="flag methods with fewer seeds (default 3)")
     p.add_argument("--n-cpus", type=int, default=2, help="threads for computing random-poses rows")
     a = p.parse_args(argv)

@@ -276,7 +276,9 @@ class Evaluator:
         out["n"] = int(err.size)
         out["gt_weight_sum"] = float(w.sum())
         if conf is not None:
-            out["predconf_weighted_MAnE"] = weighted_mean_angular_error(err, conf) if conf.sum() > 0 else math.nan
+            out["predconf_weighted_MAnE"] = (
+                weighted_mean_angular_error(err, conf) if conf.sum() > 0 else math.nan
+            )
             out["predconf_spearman"] = _spearman(conf, -err)
         return out
 

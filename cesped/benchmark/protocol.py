@@ -367,7 +367,9 @@ def random_poses_record(
             star = read_star(entry_paths(entry, h, benchmark_dir)["star"])
             st = star.copy()
             n = len(st.particles)
-            st.particles[_ANGLES] = Rotation.random(n, rng=np.random.default_rng(seed + h)).as_euler("ZYZ", degrees=True)
+            st.particles[_ANGLES] = Rotation.random(n, rng=np.random.default_rng(seed + h)).as_euler(
+                "ZYZ", degrees=True
+            )
             st.particles[_FOM] = 1.0
             preds[h] = wd / f"predictions_{h}.star"
             write_star(preds[h], st)
@@ -377,7 +379,10 @@ def random_poses_record(
         seed,
         RANDOM_METHOD,
         "reference",
-        {"poses": "Haar-uniform, scipy Rotation.random(rng=numpy.random.default_rng(seed + halfset))", "confidence": 1.0},
+        {
+            "poses": "Haar-uniform, scipy Rotation.random(rng=numpy.random.default_rng(seed + halfset))",
+            "confidence": 1.0,
+        },
         checksum,
         metrics,
         angular,
@@ -442,7 +447,9 @@ def run_protocol(cfg: ProtocolConfig) -> list[Path]:
                 }
             _log(f"{entry} seed {seed}: evaluating")
             eval_dir = cfg.run_dir(entry, seed) / "evaluation" if cfg.save_maps else None
-            metrics, angular, eval_s = evaluate_pair(entry, preds, cfg.benchmark_dir, cfg.n_cpus, cfg.device, eval_dir)
+            metrics, angular, eval_s = evaluate_pair(
+                entry, preds, cfg.benchmark_dir, cfg.n_cpus, cfg.device, eval_dir
+            )
             timings = {"evaluate": eval_s}
             for what in ("train", "predict"):
                 vals = [halves[h][f"{what}_s"] for h in (0, 1)]
@@ -452,8 +459,17 @@ def run_protocol(cfg: ProtocolConfig) -> list[Path]:
             if kind == "trained":
                 timings["resumed"] = [halves[h].get("resumed") for h in (0, 1)]
             record = rec.new_record(
-                entry, seed, cfg.method, kind, mconf, checksum, metrics, angular, timings,
-                {f"half{h}": str(preds[h]) for h in (0, 1)}, cfg.command,
+                entry,
+                seed,
+                cfg.method,
+                kind,
+                mconf,
+                checksum,
+                metrics,
+                angular,
+                timings,
+                {f"half{h}": str(preds[h]) for h in (0, 1)},
+                cfg.command,
             )
             rec.write_record(path, record)
             _log(f"{entry} seed {seed}: MAnE {metrics.get('MAnE_deg'):.2f} deg, record {path}")

@@ -131,7 +131,9 @@ def entry_checksum(entry_dir: str | os.PathLike) -> str:
         for rel in _stack_files(d / f"particles_{half}.star"):
             p = (d / rel) if not Path(rel).is_absolute() else Path(rel)
             if not p.is_file():
-                raise FileNotFoundError(f"entry checksum: image stack {p} (of particles_{half}.star) not found")
+                raise FileNotFoundError(
+                    f"entry checksum: image stack {p} (of particles_{half}.star) not found"
+                )
             h.update(f"stack={rel};".encode())
             _hash_stack(h, p)
     return "sha256:" + h.hexdigest()
@@ -284,7 +286,8 @@ def validate_record(rec, where: str) -> dict:
         raise ValueError(f"{where}: not a {SCHEMA} (schema field is {rec.get('schema')!r})")
     if rec.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(
-            f"{where}: schema_version {rec.get('schema_version')!r}, this cesped reads version {SCHEMA_VERSION}"
+            f"{where}: schema_version {rec.get('schema_version')!r}, "
+            f"this cesped reads version {SCHEMA_VERSION}"
         )
     missing = [k for k in _REQUIRED if k not in rec]
     if missing:
@@ -296,7 +299,8 @@ def validate_record(rec, where: str) -> dict:
         raise ValueError(f"{where}: metrics must be a JSON object")
     if rec["entry_checksum_method"] != CHECKSUM_METHOD:
         raise ValueError(
-            f"{where}: entry checksum method {rec['entry_checksum_method']!r}, this cesped uses {CHECKSUM_METHOD}"
+            f"{where}: entry checksum method {rec['entry_checksum_method']!r}, "
+            f"this cesped uses {CHECKSUM_METHOD}"
         )
     return rec
 

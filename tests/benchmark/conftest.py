@@ -43,7 +43,14 @@ def tiny_bench(tmp_path_factory):
     bench = tmp_path_factory.mktemp("bench")
     for name, sym, seed in (("tinyA", "C1", 0), ("tinyB", "C2", 1)):
         simulate_entry(
-            bench / name, "4e43", n_particles=48, pixel_size=4.0, box=32, snr=1.0, symmetry=sym, seed=seed,
+            bench / name,
+            "4e43",
+            n_particles=48,
+            pixel_size=4.0,
+            box=32,
+            snr=1.0,
+            symmetry=sym,
+            seed=seed,
             progress=False,
         )
     return bench

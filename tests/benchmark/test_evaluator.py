@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from ._helpers import ANGLES, gt_star, perturbed, write_predictions
 
 
