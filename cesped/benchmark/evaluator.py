@@ -122,7 +122,7 @@ class Evaluator:
         self.target = label
         self.halfset = h
         self.symmetry = normalize_symmetry(symmetry)
-        self.ids = parts[_IMAGE].astype(str).to_numpy()
+        self.ids = parts[_IMAGE].astype(str).to_numpy(dtype=object)
         self.true_rotmats = euler_to_matrix(parts[_ANGLES].to_numpy(dtype=np.float64))
         self.gt_confidence = (
             pd.to_numeric(parts[_GT_CONF]).to_numpy(dtype=np.float64)
@@ -151,11 +151,14 @@ class Evaluator:
             raise ValueError(f"ids: expected a 1-D sequence of rlnImageName strings, got shape {arr.shape}")
         if arr.size == 0:
             raise ValueError("ids: empty, nothing to evaluate")
-        names = arr.astype(str)
-        rows = self._index.get_indexer(names)
+        if arr.dtype.kind != "O":
+            arr = np.array(arr.tolist(), dtype=object)  # python str objects: the index's hashing is fastest
+        if arr.size == len(self) and np.array_equal(arr, self.ids):
+            return np.arange(len(self))  # the half-set's own order (e.g. ParticlesDataset without shuffling)
+        rows = self._index.get_indexer(arr)
         unknown = rows < 0
         if unknown.any():
-            bad = names[unknown]
+            bad = arr[unknown]
             raise ValueError(
                 f"ids: {int(unknown.sum())} id(s) not in half-set {self.halfset} of {self.target}: "
                 f"{_examples(bad)}"
@@ -183,9 +186,8 @@ class Evaluator:
                 f"rotmats: {int((~finite).sum())} matrix(es) with non-finite values, first at position "
                 f"{int(np.flatnonzero(~finite)[0])}"
             )
-        gram = np.einsum("nki,nkj->nij", r, r) - np.eye(3)
-        orth = np.abs(gram).max(axis=(1, 2))
-        det = np.linalg.det(r)
+        orth = np.abs(np.swapaxes(r, 1, 2) @ r - np.eye(3)).max(axis=(1, 2))
+        det = np.einsum("ni,ni->n", r[:, :, 0], np.cross(r[:, :, 1], r[:, :, 2]))  # triple product
         bad = (orth > ROTATION_TOL) | (np.abs(det - 1.0) > ROTATION_TOL)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
@@ -233,9 +235,8 @@ class Evaluator:
         confidence : array-like (n,), optional
             Predicted confidences (non-negative). They do not change the metrics above (wMAnE is
             weighted by the ground-truth confidence, as in ``evaluateEntry``); when given, the
-            result also holds ``predconf_weighted_MAnE`` (``Σ c·err / Σ c``) and
-            ``predconf_spearman`` (Spearman correlation of confidence and −error: 1 when the
-            most confident predictions are the most accurate).
+            result also holds ``predconf_weighted_MAnE`` (``Σ c·err / Σ c``: below MAnE when the
+            confident predictions are the accurate ones).
         complete : bool
             Require a prediction for every particle of the half-set.
 
@@ -245,7 +246,7 @@ class Evaluator:
             ``MAnE``, ``wMAnE``, ``median`` (degrees), ``frac_below_5deg``, ``frac_below_10deg``,
             ``frac_below_30deg``, ``frac_above_150deg`` (fractions of the n predictions), ``n``
             and ``gt_weight_sum`` (``Σ`` of the ground-truth confidences of these particles, to
-            pool wMAnE over half-sets), plus the two confidence figures when ``confidence`` is given.
+            pool wMAnE over half-sets), plus ``predconf_weighted_MAnE`` when ``confidence`` is given.
 
         Raises
         ------
@@ -279,21 +280,7 @@ class Evaluator:
             out["predconf_weighted_MAnE"] = (
                 weighted_mean_angular_error(err, conf) if conf.sum() > 0 else math.nan
             )
-            out["predconf_spearman"] = _spearman(conf, -err)
         return out
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation (scipy); NaN when either input is constant."""
-    import warnings
-
-    from scipy.stats import spearmanr
-
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return math.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(spearmanr(a, b).statistic)
 
 
 def _examples(values, k: int = 5) -> str:

@@ -173,6 +173,22 @@ def _section(md: str, line: str) -> str:
     return head
 
 
+def test_random_row_computed_when_no_record(protocol_out, tiny_bench):
+    """Without its record, the random-poses row is computed: the same seeded poses, the same numbers."""
+    from cesped.benchmark.leaderboard import build_leaderboard
+
+    outdir, _ = protocol_out
+    board = build_leaderboard([outdir / "records" / "MyNet" / "tinyB"], benchmark_dir=tiny_bench, n_cpus=1)
+    row = next(r for r in board.tables["tinyB"] if r.method == "random poses")
+    rec = json.loads((outdir / "records" / "random-poses" / "tinyB" / "seed0.json").read_text())
+    assert row.flags == ["computed for this table (no record)"]
+    for key in ("MAnE", "wMAnE", "PCC(GT,V)", "FSCR0.143(GT,V)"):
+        assert row.stats[key][0] == pytest.approx(rec["metrics"][key], rel=1e-12)
+    none = build_leaderboard([outdir / "records" / "MyNet" / "tinyB"], compute_random=False)
+    assert not any(r.method == "random poses" for r in none.tables["tinyB"])
+    assert "tinyB: no random-poses row" in none.markdown()
+
+
 def test_reference_rows_paper_and_floor(protocol_out, tmp_path):
     """A real entry's table has the paper's published Image2Sphere row; a floor record is a reference row."""
     from cesped.benchmark.leaderboard import build_leaderboard, paper_rows

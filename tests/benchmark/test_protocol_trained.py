@@ -28,6 +28,7 @@ class _Counting:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_trained_protocol_resumes_across_processes_and_make_leaderboard(tiny_bench, tmp_path, monkeypatch):
     import cesped.training.infer as infer_mod
     import cesped.training.train as train_mod
