@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -150,6 +151,7 @@ def main() -> None:
                 ratio=round(r / o, 2),
                 reference_is="evaluateEntry angular part (read star, align, angular_errors, MAnE, wMAnE)",
                 mane_deg=round(mane, 4),
+                load_avg_1min=round(os.getloadavg()[0], 2),
             )
             emit(f"Evaluator construction {a.n} particles {sym}", round(build_s, 4), "s")
 
