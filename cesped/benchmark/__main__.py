@@ -167,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         if cmd == "run":
             from cesped.benchmark.protocol import run_protocol
 
+            if any(a in ("-h", "--help") for a in rest):
+                print(__doc__)
+                return 0
             for path in run_protocol(parse_run_args(rest)):
                 print(path)
             return 0
