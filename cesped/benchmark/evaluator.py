@@ -130,6 +130,7 @@ class Evaluator:
             else np.ones(len(parts))
         )
         self._index = pd.Index(self.ids)
+        self._last_rows = None  # (ids, rows) of the last checked call
         if not self._index.is_unique:
             dup = self._index[self._index.duplicated()].unique()
             raise ValueError(f"{star_path}: duplicated rlnImageName in the ground truth: {list(dup[:5])}")
@@ -155,20 +156,24 @@ class Evaluator:
             arr = np.array(arr.tolist(), dtype=object)  # python str objects: the index's hashing is fastest
         if arr.size == len(self) and np.array_equal(arr, self.ids):
             return np.arange(len(self))  # the half-set's own order (e.g. ParticlesDataset without shuffling)
-        rows = self._index.get_indexer(arr)
-        unknown = rows < 0
-        if unknown.any():
-            bad = arr[unknown]
-            raise ValueError(
-                f"ids: {int(unknown.sum())} id(s) not in half-set {self.halfset} of {self.target}: "
-                f"{_examples(bad)}"
-            )
-        counts = np.bincount(rows, minlength=len(self))
-        if (counts > 1).any():
-            dup = self.ids[counts > 1]
-            raise ValueError(f"ids: {len(dup)} duplicated id(s): {_examples(dup)}")
-        if complete and rows.size != len(self):
-            missing = self.ids[counts == 0]
+        last = self._last_rows
+        if last is not None and last[0].shape == arr.shape and np.array_equal(last[0], arr):
+            rows = last[1]  # the same ids as the previous call (a validation set, epoch after epoch)
+        else:
+            rows = self._index.get_indexer(arr)
+            unknown = rows < 0
+            if unknown.any():
+                raise ValueError(
+                    f"ids: {int(unknown.sum())} id(s) not in half-set {self.halfset} of {self.target}: "
+                    f"{_examples(arr[unknown])}"
+                )
+            counts = np.bincount(rows, minlength=len(self))
+            if (counts > 1).any():
+                dup = self.ids[counts > 1]
+                raise ValueError(f"ids: {len(dup)} duplicated id(s): {_examples(dup)}")
+            self._last_rows = (arr.copy(), rows)
+        if complete and rows.size != len(self):  # ids are unique: fewer than the half-set means missing
+            missing = self.ids[np.bincount(rows, minlength=len(self)) == 0]
             raise ValueError(
                 f"ids: {len(missing)} particle(s) of half-set {self.halfset} of {self.target} have no "
                 f"prediction: {_examples(missing)}"

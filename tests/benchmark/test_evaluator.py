@@ -97,6 +97,14 @@ def test_evaluator_fractions_on_known_errors(tiny_bench):
             assert r["frac_above_150deg"] > 0
         c = np.linspace(1, 0, sub.size)
         assert r["predconf_weighted_MAnE"] == pytest.approx((c * a).sum() / c.sum(), abs=1e-7)
+        # the same ids again (a validation set every epoch): the same numbers; completeness still checked
+        assert ev.eval(list(ev.ids[sub]), pred[sub], confidence=np.linspace(1, 0, sub.size)) == r
+        with pytest.raises(
+            ValueError, match=f"{n - sub.size} particle\\(s\\) of half-set 1 .* no prediction"
+        ):
+            ev.eval(ev.ids[sub], pred[sub], complete=True)
+        # the half-set's own order, complete
+        assert ev.eval(ev.ids, pred, complete=True)["MAnE"] == pytest.approx(angles.mean(), abs=1e-7)
         # float32 predictions (a network's output) are accepted
         r32 = ev.eval(ev.ids[sub], torch.as_tensor(pred[sub], dtype=torch.float32))
         assert r32["MAnE"] == pytest.approx(a.mean(), abs=0.05)
