@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.cesped-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow test-all lint bench install clean-venv help
+.PHONY: demo test test-slow test-all lint bench install clean-venv help leaderboard
 
 help:
 	@echo "make demo       run the whole benchmark end to end on the built-in synthetic entry"
@@ -51,3 +51,18 @@ bench: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The benchmark protocol for our own row: experiment=demo, 3 seeds, both built-in entries (hours on
+# 2 CPU cores; resumable: run it again to continue). Runs and records in LEADERBOARD_DIR, the table in
+# LEADERBOARD_OUT/leaderboard.md (+ .html). LEADERBOARD_ARGS: extra run arguments (training overrides).
+LEADERBOARD_ENTRIES ?= [synth_6msm,synth_4e43]
+LEADERBOARD_SEEDS ?= [0,1,2]
+LEADERBOARD_DIR ?= outputs/leaderboard
+LEADERBOARD_OUT ?= benchmarks/results
+LEADERBOARD_ARGS ?=
+LEADERBOARD_TABLE_ARGS ?=
+
+leaderboard: $(STAMP)
+	$(PY) -m cesped.benchmark run experiment=demo entries=$(LEADERBOARD_ENTRIES) seeds=$(LEADERBOARD_SEEDS) \
+		outdir=$(LEADERBOARD_DIR) $(LEADERBOARD_ARGS)
+	$(PY) -m cesped.benchmark table $(LEADERBOARD_DIR)/records --out $(LEADERBOARD_OUT) $(LEADERBOARD_TABLE_ARGS)

@@ -1,0 +1,342 @@
+"""The protocol on a user's prediction files: records, resume after a kill, leaderboard, bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ._helpers import gt_star, write_predictions
+
+ENTRIES = ("tinyA", "tinyB")
+SEEDS = (0, 1)
+TEMPLATE = "{entry}/seed{seed}/half{half}.star"
+
+
+@pytest.fixture(scope="module")
+def user_preds(tiny_bench, tmp_path_factory):
+    """Prediction files of a 'method' whose errors grow with the seed (so that the std is not 0)."""
+    root = tmp_path_factory.mktemp("preds")
+    for i, entry in enumerate(ENTRIES):
+        for seed in SEEDS:
+            for h in (0, 1):
+                n = len(gt_star(tiny_bench, entry, h).particles)
+                rng = np.random.default_rng(100 * i + 10 * seed + h)
+                out = root / TEMPLATE.format(entry=entry, seed=seed, half=h)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                write_predictions(tiny_bench, entry, h, out, rng.uniform(0, 20 + 30 * seed, n), seed=seed)
+    return root
+
+
+def _run_args(bench, preds, outdir, extra=()):
+    return [
+        "run",
+        "method=MyNet",
+        f"predictions={preds}/{TEMPLATE}",
+        f"entries=[{','.join(ENTRIES)}]",
+        f"seeds=[{','.join(map(str, SEEDS))}]",
+        f"outdir={outdir}",
+        f"benchmark_dir={bench}",
+        "n_cpus=1",
+        *extra,
+    ]
+
+
+class _Counting:
+    """Wraps evaluate: counts calls and raises KeyboardInterrupt (a kill) on call number ``die_at``."""
+
+    def __init__(self, fn, die_at=None):
+        self.fn, self.die_at, self.calls = fn, die_at, []
+
+    def __call__(self, *a, **kw):
+        self.calls.append((kw.get("half0PredsFname"), kw.get("half1PredsFname")))
+        if self.die_at is not None and len(self.calls) == self.die_at:
+            raise KeyboardInterrupt("simulated kill")
+        return self.fn(*a, **kw)
+
+
+@pytest.fixture(scope="module")
+def protocol_out(tiny_bench, user_preds, tmp_path_factory):
+    """Run the protocol, killed during its 3rd evaluation, then continued; return (outdir, log)."""
+    import cesped.evaluation.evaluate as ev_mod
+    from cesped.benchmark.__main__ import main
+
+    outdir = tmp_path_factory.mktemp("protocol")
+    real = ev_mod.evaluate
+    log = {}
+    try:
+        ev_mod.evaluate = first = _Counting(real, die_at=3)  # A seed 0, A seed 1, then killed
+        with pytest.raises(KeyboardInterrupt):
+            main(_run_args(tiny_bench, user_preds, outdir))
+        log["first"] = first.calls
+        done = sorted((outdir / "records").rglob("seed*.json"))
+        log["after_kill"] = {p: p.read_bytes() for p in done}
+        log["after_kill_mtime"] = {p: p.stat().st_mtime_ns for p in done}
+        ev_mod.evaluate = second = _Counting(real)
+        assert main(_run_args(tiny_bench, user_preds, outdir)) == 0
+        log["second"] = second.calls
+        ev_mod.evaluate = third = _Counting(real)
+        assert main(_run_args(tiny_bench, user_preds, outdir)) == 0
+        log["third"] = third.calls
+    finally:
+        ev_mod.evaluate = real
+    return outdir, log
+
+
+def test_protocol_writes_records_and_resumes_without_redoing(protocol_out, tiny_bench, user_preds):
+    from cesped.benchmark.records import SCHEMA_VERSION, entry_checksum, read_record
+
+    outdir, log = protocol_out
+    method_records = sorted((outdir / "records" / "MyNet").rglob("seed*.json"))
+    assert [p.relative_to(outdir / "records" / "MyNet").as_posix() for p in method_records] == [
+        "tinyA/seed0.json",
+        "tinyA/seed1.json",
+        "tinyB/seed0.json",
+        "tinyB/seed1.json",
+    ]
+    # the kill lost only the evaluation in progress: the two finished records are untouched ...
+    assert len(log["first"]) == 3 and len(log["after_kill"]) == 2
+    for p, data in log["after_kill"].items():
+        assert p.read_bytes() == data and p.stat().st_mtime_ns == log["after_kill_mtime"][p]
+    # ... the second run evaluated only what was missing (tinyA's random poses, tinyB x 2 seeds + random)
+    assert len(log["second"]) == 4
+    assert not any("tinyA/seed" in str(c[0]) for c in log["second"])
+    assert log["third"] == []  # nothing left to do
+    for entry in ENTRIES:
+        assert (outdir / "records" / "random-poses" / entry / "seed0.json").is_file()
+        for seed in SEEDS:
+            r = read_record(outdir / "records" / "MyNet" / entry / f"seed{seed}.json")
+            assert r["schema_version"] == SCHEMA_VERSION and r["entry"] == entry and r["seed"] == seed
+            assert r["method"] == {"name": "MyNet", "kind": "predictions", "config": {}}
+            assert r["entry_checksum"] == entry_checksum(tiny_bench / entry)
+            assert r["predictions"]["half1"] == str(
+                user_preds / TEMPLATE.format(entry=entry, seed=seed, half=1)
+            )
+            assert r["timings_s"]["train"] is None and r["timings_s"]["evaluate"] > 0
+            assert r["cesped"]["version"] and r["hardware"]["cpu_count"] >= 1
+            assert r["command"][:4] == ["python", "-m", "cesped.benchmark", "run"]
+            # the record's angular metrics are the Evaluator's, consistent with evaluate's
+            m, a = r["metrics"], r["angular"]
+            assert m["MAnE_deg"] == pytest.approx(0.5 * (a["half0"]["MAnE"] + a["half1"]["MAnE"]), rel=1e-12)
+            assert 0 < m["MAnE"] < 60 and m["PCC(GT,V)"] is not None
+
+
+def test_leaderboard_numbers_equal_the_records(protocol_out, tiny_bench, tmp_path):
+    from cesped.benchmark.__main__ import main
+    from cesped.benchmark.leaderboard import COLUMNS, build_leaderboard
+
+    outdir, _ = protocol_out
+    board = build_leaderboard([outdir / "records"], benchmark_dir=tiny_bench)
+    md = board.markdown()
+    for entry in ENTRIES:
+        recs = [
+            json.loads((outdir / "records" / "MyNet" / entry / f"seed{s}.json").read_text()) for s in SEEDS
+        ]
+        row = next(r for r in board.tables[entry] if r.method == "MyNet")
+        assert row.seeds == list(SEEDS)
+        line = next(
+            ln for ln in md.splitlines() if ln.startswith("| MyNet |") and f"## {entry}" in _section(md, ln)
+        )
+        for key, _, fmt in COLUMNS:
+            vals = np.array([r["metrics"][key] for r in recs], dtype=float)
+            mean, std = vals.mean(), vals.std(ddof=1)
+            assert row.stats[key][0] == pytest.approx(mean, rel=1e-12)
+            assert row.stats[key][1] == pytest.approx(std, rel=1e-12)
+            assert f"{mean:{fmt}} ± {std:{fmt}}" in line
+        assert "| 2 ⚠ |" in line  # 2 seeds < 3
+        assert any("fewer than the protocol's minimum of 3" in f for f in row.flags)
+        rnd = next(r for r in board.tables[entry] if r.method == "random poses")
+        rrec = json.loads((outdir / "records" / "random-poses" / entry / "seed0.json").read_text())
+        assert rnd.kind == "reference" and rnd.stats["MAnE"][0] == rrec["metrics"]["MAnE"]
+        assert rrec["metrics"]["MAnE"] > 90  # random rotations: far from the truth
+    # the command line writes both pages
+    assert (
+        main(["table", str(outdir / "records"), "--out", str(tmp_path), "--benchmarkDir", str(tiny_bench)])
+        == 0
+    )
+    assert (tmp_path / "leaderboard.md").read_text() == md
+    page = (tmp_path / "leaderboard.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "random poses (reference)" in page and "tinyB" in page
+
+
+def _section(md: str, line: str) -> str:
+    """The '## entry' heading above ``line``."""
+    head = ""
+    for ln in md.splitlines():
+        if ln.startswith("## "):
+            head = ln
+        if ln == line:
+            return head
+    return head
+
+
+def test_random_row_computed_when_no_record(protocol_out, tiny_bench):
+    """Without its record, the random-poses row is computed: the same seeded poses, the same numbers."""
+    from cesped.benchmark.leaderboard import build_leaderboard
+
+    outdir, _ = protocol_out
+    board = build_leaderboard([outdir / "records" / "MyNet" / "tinyB"], benchmark_dir=tiny_bench, n_cpus=1)
+    row = next(r for r in board.tables["tinyB"] if r.method == "random poses")
+    rec = json.loads((outdir / "records" / "random-poses" / "tinyB" / "seed0.json").read_text())
+    assert row.flags == ["computed for this table (no record)"]
+    for key in ("MAnE", "wMAnE", "PCC(GT,V)", "FSCR0.143(GT,V)"):
+        assert row.stats[key][0] == pytest.approx(rec["metrics"][key], rel=1e-12)
+    none = build_leaderboard([outdir / "records" / "MyNet" / "tinyB"], compute_random=False)
+    assert not any(r.method == "random poses" for r in none.tables["tinyB"])
+    assert "tinyB: no random-poses row" in none.markdown()
+
+
+def test_reference_rows_paper_and_floor(protocol_out, tmp_path):
+    """A real entry's table has the paper's published Image2Sphere row; a floor record is a reference row."""
+    from cesped.benchmark.leaderboard import build_leaderboard, paper_rows
+    from cesped.benchmark.records import write_record
+
+    outdir, _ = protocol_out
+    base = json.loads((outdir / "records" / "MyNet" / "tinyA" / "seed0.json").read_text())
+    real = copy.deepcopy(base)
+    real["entry"], real["entry_checksum"] = "10280", "sha256:" + "0" * 64
+    write_record(tmp_path / "a" / "seed0.json", real)
+    floor = copy.deepcopy(base)
+    floor["method"] = {"name": "image-limited floor", "kind": "floor", "config": {}}
+    write_record(tmp_path / "b" / "seed0.json", floor)
+    board = build_leaderboard([tmp_path], verify_entries=True, compute_random=False)
+    paper = next(r for r in board.tables["10280"] if r.kind == "published")
+    pub = paper_rows()["rows"]["10280"]
+    assert paper.stats["MAnE"][0] == 17.8 and paper.stats["wMAnE"][0] == 14.9
+    assert paper.stats["FSCR0.143(GT,V)"][0] == 4.3
+    assert paper.stats["dPCC"][0] == pytest.approx(pub["PCC(GT0,GT1)"] - pub["PCC(GT,V)"])
+    md = board.markdown()
+    assert "| Image2Sphere (CESPED paper, published) | — | 17.80 | 14.90 |" in md
+    assert "results/original_results.csv" in md  # the source is named
+    assert "10280: no random-poses row" in md
+    assert any(r.kind == "floor" and r.method == "image-limited floor" for r in board.tables["tinyA"])
+    assert "image-limited floor (floor)" in md
+    # every real entry of the issue's list is shipped, with its columns
+    rows = paper_rows()["rows"]
+    assert rows["10648"]["MAnE"] == 13.3 and rows["consensus_10648"]["wMAnE"] == 8.1
+    assert rows["simulated_10648"]["MAnE"] == 6.0 and rows["10399"]["FSCR0.143(GT,V)"] == 4.0
+    assert len(rows) == 10 and all(len(v) == 11 for v in rows.values())
+
+
+def _copy_record(src: Path, dst: Path, edit) -> Path:
+    r = json.loads(src.read_text())
+    edit(r)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(json.dumps(r))
+    return dst
+
+
+def test_leaderboard_refuses_bad_records(protocol_out, tiny_bench, tmp_path, capsys):
+    from cesped.benchmark.__main__ import main
+    from cesped.benchmark.leaderboard import build_leaderboard
+
+    outdir, _ = protocol_out
+    src = outdir / "records" / "MyNet" / "tinyA" / "seed0.json"
+    kw = dict(benchmark_dir=tiny_bench, compute_random=False)
+
+    corrupt = tmp_path / "corrupt" / "seed0.json"
+    corrupt.parent.mkdir()
+    corrupt.write_text(src.read_text()[:-40])
+    with pytest.raises(ValueError, match=f"{corrupt}: corrupt results record"):
+        build_leaderboard([corrupt], **kw)
+
+    def other_schema(r):
+        r["schema_version"] = 99
+
+    bad = _copy_record(src, tmp_path / "schema" / "seed0.json", other_schema)
+    with pytest.raises(ValueError, match="schema_version 99"):
+        build_leaderboard([bad], **kw)
+
+    def other_entry_version(r):
+        r["entry_checksum"] = "sha256:" + "1" * 64
+
+    stale = _copy_record(src, tmp_path / "stale" / "seed0.json", other_entry_version)
+    with pytest.raises(ValueError, match="entry tinyA: records .* were made on entry version sha256:1111"):
+        build_leaderboard([stale], **kw)
+    with pytest.raises(ValueError, match="records of different entry versions"):
+        build_leaderboard(
+            [stale, outdir / "records" / "MyNet" / "tinyA" / "seed1.json"], verify_entries=False
+        )
+
+    def old_major(r):
+        r["cesped"]["version"] = "25.1.0"
+        r["seed"] = 7
+
+    old = _copy_record(src, tmp_path / "old" / "seed7.json", old_major)
+    with pytest.raises(ValueError, match="different cesped major versions"):
+        build_leaderboard([old, outdir / "records" / "MyNet"], **kw)
+    board = build_leaderboard([old, outdir / "records" / "MyNet"], allow_mixed_versions=True, **kw)
+    assert any("different cesped major versions" in n for n in board.notes)
+    with pytest.raises(ValueError, match="also in"):
+        build_leaderboard([src, src], **kw)
+    # the command line names the file and exits with status 2
+    assert main(["table", str(corrupt)]) == 2
+    assert f"{corrupt}: corrupt results record" in capsys.readouterr().err
+
+
+def test_protocol_refuses_a_record_of_another_entry_version(protocol_out, tiny_bench, user_preds, tmp_path):
+    import shutil
+
+    from cesped.benchmark.__main__ import parse_run_args
+    from cesped.benchmark.protocol import run_protocol
+
+    outdir, _ = protocol_out
+    out2 = tmp_path / "out"
+    shutil.copytree(outdir / "records", out2 / "records")
+    rp = out2 / "records" / "MyNet" / "tinyB" / "seed1.json"
+    r = json.loads(rp.read_text())
+    r["entry_checksum"] = "sha256:" + "2" * 64
+    rp.write_text(json.dumps(r))
+    with pytest.raises(ValueError, match=f"{rp}: record of another version of entry tinyB"):
+        run_protocol(parse_run_args(_run_args(tiny_bench, user_preds, out2)[1:]))
+
+
+@pytest.mark.parametrize(
+    "args, exc, match",
+    [
+        (["entries=[tinyA]", "seeds=[0]", "seed=3"], ValueError, "seed is set by the protocol.*use seeds="),
+        (["entries=[tinyA]", "seeds=[0]", "halfset=1"], ValueError, "halfset is set by the protocol"),
+        (["seeds=[0]"], ValueError, r"entries=\[...\] is required"),
+        (["entries=[tinyA]", "seeds=[a]"], ValueError, "seeds: expected a list of integers"),
+        (["entries=[tinyA]", "seeds=[0,0]"], ValueError, "duplicated seeds"),
+        (["entries=[tinyA]", "seeds=[0]", "predictions=p.star"], ValueError, "method: name your method"),
+        (
+            ["entries=[tinyA]", "seeds=[0]", "method=M", "predictions=p.star"],
+            ValueError,
+            "must contain {half}",
+        ),
+        (["entries=[a,b]", "seeds=[0]", "method=M", "predictions=p{half}"], ValueError, "need {entry}"),
+        (["entries=[a]", "seeds=[0]", "method=M", "predictions=p{half}", "x.y=1"], ValueError, "unused with"),
+        (["entries=[a]", "seeds=[0]", "method=random poses"], ValueError, "reserved"),
+        (["entries=[a]", "seeds=[0]", "save_maps=maybe"], ValueError, "save_maps: expected true or false"),
+        (["entries=[a]", "seeds=[0]", "method_config=/no/such.json"], FileNotFoundError, "method_config"),
+        (["entries=[a]", "seeds=[0]", "oops"], ValueError, "expected key=value"),
+    ],
+)
+def test_run_arguments_errors(args, exc, match):
+    from cesped.benchmark.__main__ import parse_run_args
+
+    with pytest.raises(exc, match=match):
+        parse_run_args(args)
+
+
+def test_run_unknown_entry_and_missing_predictions(tiny_bench, tmp_path, capsys):
+    from cesped.benchmark.__main__ import main
+
+    args = [
+        "run",
+        "method=M",
+        f"predictions={tmp_path}/{{half}}.star",
+        "seeds=[0]",
+        f"benchmark_dir={tiny_bench}",
+    ]
+    assert main([*args, "entries=[no_such_entry]", f"outdir={tmp_path / 'o'}"]) == 2
+    assert "'no_such_entry'" in capsys.readouterr().err
+    assert main([*args, "entries=[tinyA]", f"outdir={tmp_path / 'o'}"]) == 2
+    assert (
+        f"predictions: {tmp_path}/0.star (entry tinyA, seed 0, half-set 0) not found"
+        in capsys.readouterr().err
+    )
