@@ -15,6 +15,7 @@ import numpy as np
 
 import numba
 
+
 @numba.njit(inline="always", fastmath=True)
 def _sample(ft, pad, half, r00, r10, r20, r01, r11, r21, kx, ky):
     # ft: the transform with a zero margin of one voxel (see bordered()); no bounds checks
@@ -45,14 +46,18 @@ def _sample(ft, pad, half, r00, r10, r20, r01, r11, r21, kx, ky):
     )
     return v.real, sgn * v.imag
 
+
 @numba.njit(parallel=True, fastmath=True, cache=True)
 def slices(ft, pad, rot, kx, ky, out):
     half = float((ft.shape[0] - 3) // 2)
     for b in numba.prange(rot.shape[0]):
         r = rot[b]
         for p in range(kx.shape[0]):
-            re, im = _sample(ft, pad, half, r[0, 0], r[1, 0], r[2, 0], r[0, 1], r[1, 1], r[2, 1], kx[p], ky[p])
+            re, im = _sample(
+                ft, pad, half, r[0, 0], r[1, 0], r[2, 0], r[0, 1], r[1, 1], r[2, 1], kx[p], ky[p]
+            )
             out[b, p] = complex(re, im)
+
 
 @numba.njit(parallel=True, fastmath=True, cache=True)
 def scores(ft, pad, rot, a, bw, kx, ky, cross, norm):
@@ -66,13 +71,14 @@ def scores(ft, pad, rot, a, bw, kx, ky, cross, norm):
         c = 0.0
         q = 0.0
         for p in range(kx.shape[0]):
-            re, im = _sample(ft, pad, half, r[0, 0], r[1, 0], r[2, 0], r[0, 1], r[1, 1], r[2, 1], kx[p], ky[p])
+            re, im = _sample(
+                ft, pad, half, r[0, 0], r[1, 0], r[2, 0], r[0, 1], r[1, 1], r[2, 1], kx[p], ky[p]
+            )
             av = a[i, p]
             c += av.real * re + av.imag * im
             q += bw[i, p] * (re * re + im * im)
         cross[i, j] = c
         norm[i, j] = q
-
 
 
 def bordered(ft: np.ndarray) -> np.ndarray:

@@ -234,4 +234,3 @@ def refine_batch(
 def rotations_from_angles(angles_deg) -> torch.Tensor:
     """``(N, 3, 3)`` labels from ``(N, 3)`` RELION Euler angles (degrees)."""
     return euler_to_matrix(torch.as_tensor(np.asarray(angles_deg, dtype=np.float64)))
-
