@@ -11,9 +11,8 @@ path of :class:`cesped.refinement.score.Reference`.
 
 from __future__ import annotations
 
-import numpy as np
-
 import numba
+import numpy as np
 
 
 @numba.njit(inline="always", fastmath=True)

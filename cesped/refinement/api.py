@@ -351,7 +351,8 @@ def refine_star(
         Summary: ``n``, ``seconds``, ``band_limit_A``, ``reference``, ``median_confidence``.
     """
     from cesped.refinement.local import LocalConfig
-    from cesped.refinement.reference import load_reference_map, reference_from_half as ref_half
+    from cesped.refinement.reference import load_reference_map
+    from cesped.refinement.reference import reference_from_half as ref_half
     from cesped.refinement.score import band_radius
 
     t0 = time.perf_counter()

@@ -378,7 +378,7 @@ def shift_search(
         ar = torch.arange(len(r), device=batch.device)
         c0 = corr[ar, qy, qx]
 
-        def parabola(cm, cp):
+        def parabola(cm, cp, c0=c0):
             den = cm - 2 * c0 + cp
             d = torch.where(den < 0, 0.5 * (cm - cp) / den.clamp_max(-1e-30), torch.zeros_like(den))
             d = d.clamp(-0.5, 0.5)
