@@ -149,7 +149,7 @@ def read_candidates(star, star_path, top_k: int = 1, candidates_path=None) -> to
                 f"--star {star_path}: {int(bad.sum())} particle(s) with non-finite angles, first "
                 f"{star.particles[IMAGE].iloc[i]}"
             )
-        return euler_to_matrix(torch.from_numpy(ang))[:, None]
+        return euler_to_matrix(torch.from_numpy(ang.copy()))[:, None]
     path = (
         Path(candidates_path)
         if candidates_path is not None

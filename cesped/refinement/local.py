@@ -226,7 +226,7 @@ def refine_batch(
     fine_best = g[:, :7].argmax(1)
     out_r = fine[torch.arange(n, device=dev), fine_best]
     prob = torch.softmax(g, dim=1)
-    conf = prob[:, :7].sum(1)
+    conf = prob[:, :7].sum(1).clamp(0.0, 1.0)
     gain = g[torch.arange(n, device=dev), fine_best]
     return LocalResult(out_r.cpu().double(), best_o.cpu().double(), conf.cpu(), gain.cpu())
 

@@ -24,8 +24,8 @@ is small). The normalised cross-correlation is ``cross / sqrt(norm) = sqrt(2 · 
 The shift search evaluates ``cross`` for all origins at once: ``Z = W · X · CTF · conj(P)`` on an
 ``m x m`` rfft grid (``m >= 2 · radius + 2``, so the band-limited correlation is sampled without
 aliasing at a step of ``n / m`` pixels), ``cross(o) = m² · irfft2(Z)[q]`` with ``q = -o · m / n``,
-restricted to ``|o| <= shift radius``; the peak is refined to sub-grid precision by a parabola
-through its neighbours along each axis.
+restricted to ``|o| <= shift radius``; the peak is then refined below the grid step by a pattern
+search of the exact correlation (3 x 3 origins, halving steps).
 
 On CPU the slices and the fused scores run in compiled numba kernels
 (:mod:`cesped.refinement._numba_kernels`); on other devices (and on CPU with
@@ -335,7 +335,8 @@ def shift_search(
     rotmats: torch.Tensor,
     band: Band,
     radius_px: float,
-    chunk: int = 4096,
+    chunk: int = 1024,
+    sub_steps: int = 4,
 ):
     """Best origin of each (row, pose) pair within ``radius_px`` of the box centre, by FFT.
 
@@ -347,7 +348,10 @@ def shift_search(
     rotmats : torch.Tensor
         ``(R, 3, 3)`` one pose per row.
     radius_px : float
-        Largest ``|origin|`` searched (px, >= 0).
+        Largest ``|origin|`` searched (px, >= 0) on the FFT grid.
+    sub_steps : int
+        Halvings of the sub-grid pattern search (3 x 3 origins around the best, from half the
+        grid step): the origin's precision is ``grid step / 2**(sub_steps + 1)``.
 
     Returns
     -------
@@ -362,6 +366,9 @@ def shift_search(
     inside = (ox**2 + oy**2) <= radius_px**2 + 1e-6
     iy = torch.remainder(band.ky.to(batch.device).long(), m)
     ix = band.kx.to(batch.device).long()
+    offsets = torch.stack(
+        torch.meshgrid(*(torch.tensor([-1.0, 0.0, 1.0], device=batch.device),) * 2, indexing="xy"), -1
+    ).reshape(9, 2)
     gains, origins = [], []
     for s in range(0, len(rows), chunk):
         r = rows[s : s + chunk].to(batch.device)
@@ -375,21 +382,25 @@ def shift_search(
         corr = torch.where(inside, full, torch.full_like(full, -torch.inf))
         flat = corr.reshape(len(r), -1).argmax(1)
         qy, qx = flat // m, flat % m
-        ar = torch.arange(len(r), device=batch.device)
-        c0 = corr[ar, qy, qx]
-
-        def parabola(cm, cp, c0=c0):
-            den = cm - 2 * c0 + cp
-            d = torch.where(den < 0, 0.5 * (cm - cp) / den.clamp_max(-1e-30), torch.zeros_like(den))
-            d = d.clamp(-0.5, 0.5)
-            return d, -0.25 * (cm - cp) * d
-
-        dy, gy = parabola(full[ar, (qy - 1) % m, qx], full[ar, (qy + 1) % m, qx])
-        dx, gx = parabola(full[ar, qy, (qx - 1) % m], full[ar, qy, (qx + 1) % m])
-        peak = c0 + gy + gx
-        qs_y = torch.where(qy >= (m + 1) // 2, qy - m, qy).to(torch.float32) + dy
-        qs_x = torch.where(qx >= (m + 1) // 2, qx - m, qx).to(torch.float32) + dx
-        origins.append(torch.stack([-qs_x * step, -qs_y * step], -1))
+        qs_y = torch.where(qy >= (m + 1) // 2, qy - m, qy).to(torch.float32)
+        qs_x = torch.where(qx >= (m + 1) // 2, qx - m, qx).to(torch.float32)
+        o = torch.stack([-qs_x * step, -qs_y * step], -1)
+        # sub-grid: pattern search of the exact cross-correlation around the grid peak
+        q_k = x * (w * band.mult * c) * p.conj()  # (R, P), cross(o) = Re Σ q_k exp(-2πi k·o/n)
+        peak = None
+        d = step / 2
+        for _ in range(sub_steps):
+            cand = o[:, None, :] + d * offsets  # (R, 9, 2)
+            ph = (-2.0 * math.pi / n) * (cand[..., :1] * band.kx + cand[..., 1:] * band.ky)  # (R, 9, P)
+            cr = (q_k.real[:, None] * torch.cos(ph) - q_k.imag[:, None] * torch.sin(ph)).sum(-1)
+            best = cr.argmax(1)
+            ar = torch.arange(len(r), device=batch.device)
+            o, peak = cand[ar, best], cr[ar, best]
+            d /= 2
+        if peak is None:
+            ph = (-2.0 * math.pi / n) * (o[:, :1] * band.kx + o[:, 1:] * band.ky)
+            peak = (q_k.real * torch.cos(ph) - q_k.imag * torch.sin(ph)).sum(-1)
+        origins.append(o)
         norm = (batch.ctf[r][:, band.iy, band.ix] ** 2 * w * band.mult * (p.real**2 + p.imag**2)).sum(-1)
         gains.append(gains_from(peak, norm))
     if not gains:
