@@ -168,14 +168,14 @@ def refine_batch(
     rows_all = torch.arange(n, device=dev)
     fixed = None if fixed_origins_px is None else torch.as_tensor(fixed_origins_px).to(dev, torch.float32)
 
-    def origins_of(rows, rots, band):
+    def origins_of(rows, rots, band, sub_steps):
         if fixed is not None:
             return score_poses(ref, batch, rows, rots[:, None], fixed[rows], band)[:, 0], fixed[rows]
-        return shift_search(ref, batch, rows, rots, band, config.shift_radius_px)
+        return shift_search(ref, batch, rows, rots, band, config.shift_radius_px, sub_steps=sub_steps)
 
     # 1. every start: origin and gain at the coarsest band; keep the best as tracks
     rows = rows_all.repeat_interleave(s)
-    g0, o0 = origins_of(rows, starts.reshape(-1, 3, 3), bands[0])
+    g0, o0 = origins_of(rows, starts.reshape(-1, 3, 3), bands[0], 1)
     t = min(int(config.keep), s)
     top = g0.reshape(n, s).topk(t, dim=1).indices  # (N, T)
     track_r = _gather(starts, top)  # (N, T, 3, 3)
@@ -194,7 +194,7 @@ def refine_batch(
             track_r = cand_r.reshape(n * tt, 27, 3, 3)[torch.arange(n * tt, device=dev), best].reshape(
                 n, tt, 3, 3
             )
-        gt_, ot_ = origins_of(rows, track_r.reshape(-1, 3, 3), band)
+        gt_, ot_ = origins_of(rows, track_r.reshape(-1, 3, 3), band, 4 if li == len(steps) - 1 else 2)
         track_o = ot_.reshape(n, tt, 2)
         if li == 0 and tt > 1:
             order = gt_.reshape(n, tt).argsort(dim=1, descending=True)

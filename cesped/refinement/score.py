@@ -180,6 +180,19 @@ class ImageBatch:
             raise ValueError("noise spectrum must be positive on every shell of the images")
         self.weight = (1.0 / noise.clamp_min(1e-30))[shell].to(torch.float32)  # (n, n//2+1)
         self.device = dev
+        self._bands: dict = {}
+
+    def band_values(self, band: Band):
+        """``(x, ctf, w)``: the transforms ``(N, P)``, CTFs ``(N, P)`` and weights ``W·m`` ``(P,)``
+        at the band's coefficients (cached per band radius)."""
+        key = (band.n, band.radius)
+        if key not in self._bands:
+            self._bands[key] = (
+                self.x[:, band.iy, band.ix],
+                self.ctf[:, band.iy, band.ix],
+                self.weight[band.iy, band.ix] * band.mult,
+            )
+        return self._bands[key]
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -199,9 +212,8 @@ class ImageBatch:
         -------
         a : torch.Tensor ``(R, P)`` complex64 ; b : torch.Tensor ``(R, P)`` float32
         """
-        x = self.x[rows][:, band.iy, band.ix]
-        c = self.ctf[rows][:, band.iy, band.ix]
-        w = self.weight[band.iy, band.ix] * band.mult
+        xb, cb, w = self.band_values(band)
+        x, c = xb[rows], cb[rows]
         o = origins_px.to(device=self.device, dtype=torch.float32)
         phase = (-2.0 * math.pi / self.n) * (o[:, :1] * band.kx + o[:, 1:] * band.ky)
         a = x * torch.polar(torch.ones_like(phase), phase) * (c * w)
@@ -373,9 +385,9 @@ def shift_search(
     for s in range(0, len(rows), chunk):
         r = rows[s : s + chunk].to(batch.device)
         p = ref.slices(rotmats[s : s + chunk], band).to(batch.device)
-        x = batch.x[r][:, band.iy, band.ix]
-        c = batch.ctf[r][:, band.iy, band.ix]
-        w = batch.weight[band.iy, band.ix]
+        xb, cb, wm = batch.band_values(band)
+        x, c = xb[r], cb[r]
+        w = wm / band.mult
         z = torch.zeros((len(r), m, m // 2 + 1), dtype=torch.complex64, device=batch.device)
         z[:, iy, ix] = x * (w * c) * p.conj()
         full = torch.fft.irfft2(z, s=(m, m)) * float(m * m)
@@ -386,22 +398,23 @@ def shift_search(
         qs_x = torch.where(qx >= (m + 1) // 2, qx - m, qx).to(torch.float32)
         o = torch.stack([-qs_x * step, -qs_y * step], -1)
         # sub-grid: pattern search of the exact cross-correlation around the grid peak
-        q_k = x * (w * band.mult * c) * p.conj()  # (R, P), cross(o) = Re Σ q_k exp(-2πi k·o/n)
-        peak = None
+        q_k = x * (wm * c) * p.conj()  # (R, P), cross(o) = Re Σ q_k exp(-2πi k·o/n)
         d = step / 2
+        kx, ky = band.kx.to(batch.device), band.ky.to(batch.device)
         for _ in range(sub_steps):
-            cand = o[:, None, :] + d * offsets  # (R, 9, 2)
-            ph = (-2.0 * math.pi / n) * (cand[..., :1] * band.kx + cand[..., 1:] * band.ky)  # (R, 9, P)
-            cr = (q_k.real[:, None] * torch.cos(ph) - q_k.imag[:, None] * torch.sin(ph)).sum(-1)
-            best = cr.argmax(1)
-            ar = torch.arange(len(r), device=batch.device)
-            o, peak = cand[ar, best], cr[ar, best]
+            # the 3 x 3 offsets are the same for every row: real (R, P) @ (P, 9) products
+            ph = (-2.0 * math.pi / n) * (o[:, :1] * kx + o[:, 1:] * ky)
+            cos, sin = torch.cos(ph), torch.sin(ph)
+            qr = q_k.real * cos - q_k.imag * sin  # q · exp(i ph)
+            qi = q_k.real * sin + q_k.imag * cos
+            phe = (-2.0 * math.pi / n) * d * (offsets[:, :1] * kx + offsets[:, 1:] * ky)  # (9, P)
+            cr = qr @ torch.cos(phe).T - qi @ torch.sin(phe).T
+            o = o + d * offsets[cr.argmax(1)]
             d /= 2
-        if peak is None:
-            ph = (-2.0 * math.pi / n) * (o[:, :1] * band.kx + o[:, 1:] * band.ky)
-            peak = (q_k.real * torch.cos(ph) - q_k.imag * torch.sin(ph)).sum(-1)
+        ph = (-2.0 * math.pi / n) * (o[:, :1] * kx + o[:, 1:] * ky)
+        peak = (q_k.real * torch.cos(ph) - q_k.imag * torch.sin(ph)).sum(-1)
         origins.append(o)
-        norm = (batch.ctf[r][:, band.iy, band.ix] ** 2 * w * band.mult * (p.real**2 + p.imag**2)).sum(-1)
+        norm = (c * c * wm * (p.real**2 + p.imag**2)).sum(-1)
         gains.append(gains_from(peak, norm))
     if not gains:
         return torch.zeros(0, device=batch.device), torch.zeros((0, 2), device=batch.device)
