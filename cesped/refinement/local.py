@@ -20,9 +20,8 @@ the images confuse most often (``R·H`` with ``H`` in :data:`HYPOTHESES`: the mi
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 
 from cesped.geometry.rotations import axis_angle_to_matrix, euler_to_matrix
@@ -67,7 +66,6 @@ class LocalConfig:
     hypotheses: tuple = ("identity", "mirror", "halfturn")
     band_per_step: float = 1.5
     min_band_radius: float = 8.0
-    extra: dict = field(default_factory=dict)
 
     def check(self) -> None:
         if not (self.band_radius > 0 and math.isfinite(self.band_radius)):
@@ -87,9 +85,7 @@ class LocalConfig:
         return float(min(self.band_radius, max(self.min_band_radius, r)))
 
     def as_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("extra")
-        return d
+        return asdict(self)
 
 
 @dataclass
@@ -229,8 +225,3 @@ def refine_batch(
     conf = prob[:, :7].sum(1).clamp(0.0, 1.0)
     gain = g[torch.arange(n, device=dev), fine_best]
     return LocalResult(out_r.cpu().double(), best_o.cpu().double(), conf.cpu(), gain.cpu())
-
-
-def rotations_from_angles(angles_deg) -> torch.Tensor:
-    """``(N, 3, 3)`` labels from ``(N, 3)`` RELION Euler angles (degrees)."""
-    return euler_to_matrix(torch.as_tensor(np.asarray(angles_deg, dtype=np.float64)))
