@@ -39,7 +39,9 @@ class Projector:
         integer input).
     """
 
-    def __init__(self, volume, pad: float = 2.0, dtype: torch.dtype | None = None):
+    def __init__(
+        self, volume, pad: float = 2.0, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    ):
         vol = torch.as_tensor(volume)
         if vol.ndim != 3 or len(set(vol.shape)) != 1:
             raise ValueError(f"project: volume must be a cubic (d, d, d) array, got shape {tuple(vol.shape)}")
@@ -68,6 +70,61 @@ class Projector:
         # like RELION's projector, only frequencies inside the Nyquist circle are sampled
         self._inside = kx**2 + ky**2 <= (d // 2) ** 2
         self._kx, self._ky = kx[self._inside], ky[self._inside]
+        self.device = torch.device("cpu")
+        if device is not None:
+            self.to(device)
+
+    def to(self, device: torch.device | str) -> Projector:
+        """Move the padded transform to ``device`` (in place); returns ``self``."""
+        self.device = torch.device(device)
+        self._ft_channels = self._ft_channels.to(self.device)
+        self._kx, self._ky, self._inside = (t.to(self.device) for t in (self._kx, self._ky, self._inside))
+        return self
+
+    def padded_transform(self) -> torch.Tensor:
+        """The padded, ``sinc²``-corrected transform: ``(s, s, s // 2 + 1)`` complex, indexed
+        ``(z, y, x)`` with ``z`` and ``y`` centred at ``s // 2`` (``s = self.size``); the value at
+        ``pad · R @ [kx, ky, 0]`` is what :meth:`slice_values` interpolates."""
+        c = self._ft_channels[0]
+        return torch.complex(c[0], c[1])
+
+    def slice_values(self, rotmats: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor) -> torch.Tensor:
+        """Central-slice values at given image frequencies (trilinear, RELION's projector).
+
+        Parameters
+        ----------
+        rotmats : torch.Tensor
+            ``(B, 3, 3)`` pose labels ``R = Aᵀ``.
+        kx, ky : torch.Tensor
+            ``(P,)`` image frequencies in cycles per box (integers for the image's own grid),
+            inside the Nyquist circle ``kx² + ky² <= (d // 2)²``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, P)`` complex values of the projections' transforms
+            (:func:`cesped.physics.fourier.centered_rfft2` layout) at those frequencies.
+        """
+        rot = rotmats.to(device=self.device, dtype=self.dtype)
+        kx = kx.to(device=self.device, dtype=self.dtype)
+        ky = ky.to(device=self.device, dtype=self.dtype)
+        # 3-D sampling points (x, y, z) in padded-grid units: pad * R @ [kx, ky, 0]
+        pts = self.pad * (rot[:, None, :, 0] * kx[None, :, None] + rot[:, None, :, 1] * ky[None, :, None])
+        flip = pts[..., 0] < 0
+        pts = torch.where(flip[..., None], -pts, pts)
+        size, half, nx = self.size, self.size // 2, self._nx
+        # trilinear interpolation with grid_sample (align_corners: -1 -> index 0, +1 -> last index);
+        # points outside the padded transform read zeros
+        f = pts + torch.tensor([0.0, half, half], dtype=self.dtype, device=self.device)
+        scale = torch.tensor(
+            [2.0 / (nx - 1), 2.0 / (size - 1), 2.0 / (size - 1)], dtype=self.dtype, device=self.device
+        )
+        grid = (f * scale - 1.0).reshape(1, 1, 1, -1, 3)
+        sampled = F.grid_sample(
+            self._ft_channels, grid, mode="bilinear", padding_mode="zeros", align_corners=True
+        )
+        out = torch.complex(sampled[0, 0, 0, 0], sampled[0, 1, 0, 0]).reshape(pts.shape[:-1])
+        return torch.where(flip, out.conj(), out)
 
     def project_rfft(self, rotmats) -> torch.Tensor:
         """Transforms of the projections, :func:`cesped.physics.fourier.centered_rfft2` layout.
@@ -85,25 +142,9 @@ class Projector:
         rot = torch.as_tensor(np.asarray(rotmats) if not isinstance(rotmats, torch.Tensor) else rotmats)
         if rot.ndim != 3 or rot.shape[-2:] != (3, 3):
             raise ValueError(f"project: rotmats must have shape (B, 3, 3), got {tuple(rot.shape)}")
-        rot = rot.to(self.dtype)
         b = rot.shape[0]
-        kx, ky = self._kx, self._ky  # (P,) frequencies inside the Nyquist circle
-        # 3-D sampling points (x, y, z) in padded-grid units: pad * R @ [kx, ky, 0]
-        pts = self.pad * (rot[:, None, :, 0] * kx[None, :, None] + rot[:, None, :, 1] * ky[None, :, None])
-        flip = pts[..., 0] < 0
-        pts = torch.where(flip[..., None], -pts, pts)
-        size, half, nx = self.size, self.size // 2, self._nx
-        # trilinear interpolation with grid_sample (align_corners: -1 -> index 0, +1 -> last index);
-        # points outside the padded transform read zeros
-        f = pts + torch.tensor([0.0, half, half], dtype=self.dtype)
-        scale = torch.tensor([2.0 / (nx - 1), 2.0 / (size - 1), 2.0 / (size - 1)], dtype=self.dtype)
-        grid = (f * scale - 1.0).reshape(1, 1, 1, -1, 3)
-        sampled = F.grid_sample(
-            self._ft_channels, grid, mode="bilinear", padding_mode="zeros", align_corners=True
-        )
-        out = torch.complex(sampled[0, 0, 0, 0], sampled[0, 1, 0, 0]).reshape(pts.shape[:-1])
-        out = torch.where(flip, out.conj(), out)
-        full = torch.zeros((b, self._inside.numel()), dtype=out.dtype)
+        out = self.slice_values(rot, self._kx, self._ky)
+        full = torch.zeros((b, self._inside.numel()), dtype=out.dtype, device=self.device)
         full[:, self._inside] = out
         return full.reshape(b, self.d, self.d // 2 + 1)
 

@@ -1,0 +1,227 @@
+"""Local refinement of candidate poses by projection matching (coarse to fine).
+
+For each particle the search starts from ``K`` candidate poses and, for each, the hypotheses
+the images confuse most often (``R·H`` with ``H`` in :data:`HYPOTHESES`: the mirror view
+``Ry(180°)``, whose projection is the mirror image, and the in-plane half-turn ``Rz(180°)``).
+
+1. Every start gets its best origin by an FFT shift search (:func:`score.shift_search`) at the
+   coarsest band; the ``keep`` best starts become tracks.
+2. Levels of shrinking rotation steps ``δ`` (default 8°, 4°, 2°, 1°, 0.5°): at each, ``iters``
+   times, the 27 rotations ``exp(δ·v)·R`` (``v`` in ``{-1, 0, 1}³``) around every track's pose
+   are scored at its fixed origin and the best becomes the pose; then the origin is searched
+   again by FFT. The band grows with the level (``radius = min(band, c / δ)`` cycles per box):
+   coarse steps compare low frequencies only. After the first level only the best track goes on.
+3. Confidence: a softmax of the gains over the searched poses around the answer (the answer and
+   its 6 axis neighbours at the finest and at the coarsest step) and the poses of the dropped tracks
+   (e.g. the mirror view), all rescored at the final band and origin; the confidence is the
+   probability mass of the finest neighbourhood (written as ``rlnMaxValueProbDistribution``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from cesped.geometry.rotations import axis_angle_to_matrix, euler_to_matrix
+from cesped.refinement.score import Band, ImageBatch, Reference, score_poses, shift_search
+
+__all__ = ["HYPOTHESES", "LocalConfig", "LocalResult", "hypothesis_matrices", "refine_batch"]
+
+#: Alternative poses tried for every candidate ``R``: ``R·H``.
+HYPOTHESES = {"identity": (0.0, 0.0, 0.0), "mirror": (0.0, 180.0, 0.0), "halfturn": (180.0, 0.0, 0.0)}
+
+
+@dataclass
+class LocalConfig:
+    """Parameters of :func:`refine_batch` (all recorded in the output star file).
+
+    Attributes
+    ----------
+    band_radius : float
+        Highest frequency compared, cycles per box (``box · px / resolution_Å``).
+    shift_radius_px : float
+        Largest ``|origin|`` searched, px (ignored with fixed origins).
+    steps_deg : tuple of float
+        Rotation steps of the levels, coarse to fine.
+    iters_first, iters : int
+        Neighbourhood moves at the first level and at each later level.
+    keep : int
+        Starts kept as tracks through the first level.
+    hypotheses : tuple of str
+        Keys of :data:`HYPOTHESES` applied to every candidate.
+    band_per_step : float
+        ``c`` of the band radius ``min(band_radius, c / δ_rad)`` of each level.
+    min_band_radius : float
+        Smallest band radius of a level (cycles per box).
+    """
+
+    band_radius: float
+    shift_radius_px: float = 5.0
+    steps_deg: tuple = (8.0, 4.0, 2.0, 1.0)
+    iters_first: int = 2
+    iters: int = 1
+    keep: int = 4
+    hypotheses: tuple = ("identity", "mirror", "halfturn")
+    band_per_step: float = 1.5
+    min_band_radius: float = 8.0
+
+    def check(self) -> None:
+        if not (self.band_radius > 0 and math.isfinite(self.band_radius)):
+            raise ValueError(f"band_radius must be > 0, got {self.band_radius}")
+        if not self.shift_radius_px >= 0:
+            raise ValueError(f"shift_radius_px must be >= 0, got {self.shift_radius_px}")
+        if not self.steps_deg or any(not s > 0 for s in self.steps_deg):
+            raise ValueError(f"steps_deg must be positive, got {self.steps_deg}")
+        if min(int(self.iters_first), int(self.iters), int(self.keep)) < 1:
+            raise ValueError("iters_first, iters and keep must be >= 1")
+        bad = [h for h in self.hypotheses if h not in HYPOTHESES]
+        if bad or not self.hypotheses:
+            raise ValueError(f"unknown hypotheses {bad}; known: {list(HYPOTHESES)}")
+
+    def radius_of(self, step_deg: float) -> float:
+        r = self.band_per_step / math.radians(step_deg)
+        return float(min(self.band_radius, max(self.min_band_radius, r)))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LocalResult:
+    """Refined poses of a batch: ``rotmats (N, 3, 3)`` labels, ``origins_px (N, 2)`` RELION
+    origins in px, ``confidence (N,)`` in [0, 1], ``gain (N,)`` nats at the answer."""
+
+    rotmats: torch.Tensor
+    origins_px: torch.Tensor
+    confidence: torch.Tensor
+    gain: torch.Tensor
+
+
+def hypothesis_matrices(names, dtype=torch.float64) -> torch.Tensor:
+    """``(H, 3, 3)`` right factors ``H`` of the hypotheses ``R·H``."""
+    return euler_to_matrix(torch.tensor([HYPOTHESES[h] for h in names], dtype=torch.float64)).to(dtype)
+
+
+def _neighbourhood(step_deg: float, dtype=torch.float32, axes_only: bool = False) -> torch.Tensor:
+    """``(27, 3, 3)`` rotations ``exp(step · v)``, ``v`` in ``{-1, 0, 1}³`` (index 13 = identity);
+    ``axes_only``: the 7 with at most one non-zero component (index 0 = identity)."""
+    v = torch.stack(
+        torch.meshgrid(*(torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64),) * 3, indexing="ij"), -1
+    ).reshape(-1, 3)
+    if axes_only:
+        v = v[v.abs().sum(1) <= 1]
+        v = v[v.abs().sum(1).argsort(stable=True)]
+    length = v.norm(dim=1)
+    axis = torch.where(length[:, None] > 0, v, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+    mats = axis_angle_to_matrix(axis, step_deg * length)
+    return mats.to(dtype)
+
+
+def _gather(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``t[i, idx[i, j]]`` for ``t (N, A, ...)`` and ``idx (N, B)``."""
+    return t[torch.arange(t.shape[0], device=t.device)[:, None], idx]
+
+
+def refine_batch(
+    ref: Reference,
+    batch: ImageBatch,
+    candidates: torch.Tensor,
+    config: LocalConfig,
+    fixed_origins_px: torch.Tensor | None = None,
+) -> LocalResult:
+    """Refine the poses of every particle of a batch from its candidates.
+
+    Parameters
+    ----------
+    ref : Reference
+        The map (its projections).
+    batch : ImageBatch
+        ``N`` particles.
+    candidates : torch.Tensor
+        ``(N, K, 3, 3)`` candidate pose labels ``R = Aᵀ``.
+    config : LocalConfig
+    fixed_origins_px : torch.Tensor, optional
+        ``(N, 2)`` RELION origins in px to use as they are (no shift search).
+
+    Returns
+    -------
+    LocalResult
+    """
+    config.check()
+    dev = batch.device
+    cand = torch.as_tensor(candidates).to(device=dev, dtype=torch.float32)
+    n, k = cand.shape[:2]
+    if cand.shape != (n, k, 3, 3) or n != len(batch):
+        raise ValueError(f"candidates must have shape ({len(batch)}, K, 3, 3), got {tuple(cand.shape)}")
+    hyp = hypothesis_matrices(config.hypotheses, torch.float32).to(dev)
+    starts = (cand[:, :, None] @ hyp[None, None]).reshape(n, -1, 3, 3)  # (N, S, 3, 3)
+    s = starts.shape[1]
+    steps = list(config.steps_deg)
+    bands = [Band.make(batch.n, config.radius_of(st), device=dev) for st in steps]
+    final_band = Band.make(batch.n, config.band_radius, device=dev)
+    rows_all = torch.arange(n, device=dev)
+    fixed = None if fixed_origins_px is None else torch.as_tensor(fixed_origins_px).to(dev, torch.float32)
+
+    def origins_of(rows, rots, band, sub_steps):
+        if fixed is not None:
+            return score_poses(ref, batch, rows, rots[:, None], fixed[rows], band)[:, 0], fixed[rows]
+        return shift_search(ref, batch, rows, rots, band, config.shift_radius_px, sub_steps=sub_steps)
+
+    # 1. every start: origin and gain at the coarsest band; keep the best as tracks
+    rows = rows_all.repeat_interleave(s)
+    g0, o0 = origins_of(rows, starts.reshape(-1, 3, 3), bands[0], 1)
+    t = min(int(config.keep), s)
+    top = g0.reshape(n, s).topk(t, dim=1).indices  # (N, T)
+    track_r = _gather(starts, top)  # (N, T, 3, 3)
+    track_o = _gather(o0.reshape(n, s, 2), top)  # (N, T, 2)
+    dropped_r, dropped_o = [], []
+
+    # 2. levels
+    for li, (step, band) in enumerate(zip(steps, bands)):
+        nb = _neighbourhood(step).to(dev)
+        tt = track_r.shape[1]
+        rows = rows_all.repeat_interleave(tt)
+        for _ in range(int(config.iters_first if li == 0 else config.iters)):
+            cand_r = nb[None, None] @ track_r[:, :, None]  # (N, T, 27, 3, 3)
+            g = score_poses(ref, batch, rows, cand_r.reshape(n * tt, 27, 3, 3), track_o.reshape(-1, 2), band)
+            best = g.argmax(1)
+            track_r = cand_r.reshape(n * tt, 27, 3, 3)[torch.arange(n * tt, device=dev), best].reshape(
+                n, tt, 3, 3
+            )
+        gt_, ot_ = origins_of(rows, track_r.reshape(-1, 3, 3), band, 4 if li == len(steps) - 1 else 2)
+        track_o = ot_.reshape(n, tt, 2)
+        if li == 0 and tt > 1:
+            order = gt_.reshape(n, tt).argsort(dim=1, descending=True)
+            dropped_r.append(_gather(track_r, order[:, 1:]))
+            dropped_o.append(_gather(track_o, order[:, 1:]))
+            track_r = _gather(track_r, order[:, :1])
+            track_o = _gather(track_o, order[:, :1])
+    best_r, best_o = track_r[:, 0], track_o[:, 0]
+
+    # 3. confidence: finest and coarsest axis neighbourhoods and the dropped tracks, final band
+    fine = _neighbourhood(steps[-1], axes_only=True).to(dev)[None] @ best_r[:, None]  # (N, 7, 3, 3)
+    coarse = _neighbourhood(steps[0], axes_only=True).to(dev)[None] @ best_r[:, None]
+    around = torch.cat([fine, coarse[:, 1:]], 1)
+    g_all = [score_poses(ref, batch, rows_all, around, best_o, final_band)]
+    if dropped_r:
+        dr, do = dropped_r[0], dropped_o[0]
+        m = dr.shape[1]
+        g_drop = score_poses(
+            ref,
+            batch,
+            rows_all.repeat_interleave(m),
+            dr.reshape(-1, 1, 3, 3),
+            do.reshape(-1, 2),
+            final_band,
+        ).reshape(n, m)
+        g_all.append(g_drop)
+    g = torch.cat(g_all, 1).to(torch.float64)
+    # the answer: the best pose of the finest neighbourhood
+    fine_best = g[:, :7].argmax(1)
+    out_r = fine[torch.arange(n, device=dev), fine_best]
+    prob = torch.softmax(g, dim=1)
+    conf = prob[:, :7].sum(1).clamp(0.0, 1.0)
+    gain = g[torch.arange(n, device=dev), fine_best]
+    return LocalResult(out_r.cpu().double(), best_o.cpu().double(), conf.cpu(), gain.cpu())

@@ -1,0 +1,283 @@
+"""Projection-matching refinement on a tiny simulated entry (exact poses, origins and CTFs known)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cesped.geometry.errors import angular_distance
+from cesped.geometry.rotations import axis_angle_to_matrix, euler_to_matrix
+from cesped.io.mrc import read_map, write_map
+from cesped.io.star import read_star, write_star
+from cesped.refinement.api import image_limited_floor, read_particles, refine_star
+
+from ._helpers import ANGLES, ORIGINS, perturbed_star, true_rotmats
+
+MIRROR = euler_to_matrix(torch.tensor([0.0, 180.0, 0.0], dtype=torch.float64))
+HALFTURN = euler_to_matrix(torch.tensor([180.0, 0.0, 0.0], dtype=torch.float64))
+
+
+def _errors(entry_dir: Path, half: int, refined: Path):
+    gt = read_star(entry_dir / f"particles_{half}.star")
+    out = read_star(refined)
+    err = angular_distance(true_rotmats(gt), true_rotmats(out)).numpy()
+    d = gt.particles[ORIGINS].to_numpy(np.float64) - out.particles[ORIGINS].to_numpy(np.float64)
+    return err, float(np.sqrt((d**2).sum(1).mean())), out
+
+
+def _batch(entry_dir: Path, half: int, n: int, backend: str = "auto"):
+    from cesped.physics.ctf import ctf_from_particles
+    from cesped.refinement.api import estimate_noise
+    from cesped.refinement.score import ImageBatch, Reference
+
+    st, parts, images, px, box = read_particles(entry_dir / f"particles_{half}.star")
+    parts = parts.iloc[:n]
+    vol, _ = read_map(entry_dir / "gt_map.mrc")
+    batch = ImageBatch(images.read(np.arange(n)), ctf_from_particles(parts), estimate_noise(images))
+    r_true = euler_to_matrix(torch.from_numpy(parts[ANGLES].to_numpy(np.float64))).float()
+    o_true = torch.from_numpy(parts[ORIGINS].to_numpy(np.float64) / px).float()
+    return Reference(vol, backend=backend), batch, r_true, o_true, box
+
+
+def test_score_is_maximal_at_the_true_pose(tiny_entry):
+    from cesped.refinement.score import Band, score_poses, shift_search
+
+    root, name = tiny_entry
+    ref, batch, r_true, o_true, box = _batch(root / name, 1, 100)
+    band = Band.make(box, box // 2)
+    rows = torch.arange(100)
+    alts = [r_true]
+    for axis in ([1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]):
+        alts.append(axis_angle_to_matrix(torch.tensor(axis), torch.tensor(3.0)) @ r_true)
+    alts += [r_true @ MIRROR.float(), r_true @ HALFTURN.float()]
+    g = score_poses(ref, batch, rows, torch.stack(alts, 1), o_true, band)
+    assert (g[:, :1] > g[:, 1:]).all(1).float().mean() >= 0.95
+    # a shifted origin scores lower than the true one
+    for d in ([1.5, 0.0], [0.0, -1.5]):
+        gs = score_poses(ref, batch, rows, r_true[:, None], o_true + torch.tensor(d), band)[:, 0]
+        assert (g[:, 0] > gs).float().mean() >= 0.95
+    # the FFT shift search finds the true origin at the true pose
+    gains, origins = shift_search(ref, batch, rows, r_true, band, radius_px=6.0)
+    assert (origins - o_true).norm(dim=1).median() < 0.2
+    assert torch.allclose(gains, g[:, 0], rtol=0.02)
+
+
+def test_numba_and_torch_kernels_agree(tiny_entry):
+    from cesped.refinement.score import Band, score_poses, shift_search
+
+    root, name = tiny_entry
+    out = []
+    for backend in ("numba", "torch"):
+        ref, batch, r_true, o_true, box = _batch(root / name, 1, 20, backend)
+        band = Band.make(box, 20)
+        rows = torch.arange(20)
+        rots = torch.stack([r_true, r_true @ MIRROR.float()], 1)
+        out.append(
+            (
+                score_poses(ref, batch, rows, rots, o_true, band),
+                *shift_search(ref, batch, rows, r_true, band, 5),
+            )
+        )
+    for a, b in zip(out[0], out[1]):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+def test_refinement_from_10_degree_jitter_true_map(tiny_entry, tmp_path):
+    root, name = tiny_entry
+    e = root / name
+    pred = perturbed_star(e, 1, tmp_path / "pred.star", jitter_deg=10.0)
+    err0, _, _ = _errors(e, 1, pred)
+    assert np.allclose(err0, 10.0, atol=1e-6)
+    out = tmp_path / "refined.star"
+    refine_star(name, 1, pred, out, reference=e / "gt_map.mrc", band_limit_A=6.0, benchmark_dir=root)
+    err, shift_rmse, st = _errors(e, 1, out)
+    assert np.median(err) < 1.0
+    assert shift_rmse < 1.0  # Å (0.33 px)
+    conf = st.particles["rlnMaxValueProbDistribution"].to_numpy()
+    assert ((conf >= 0) & (conf <= 1)).all()
+    assert np.array_equal(conf, st.particles["rlnParticleFigureOfMerit"].to_numpy())
+    meta = st.other_blocks["cesped_refinement"]
+    assert "gt_map.mrc" in str(meta["cespedRefinementReference"])
+
+
+@pytest.mark.parametrize("right", ["mirror", "halfturn"])
+def test_mirror_and_halfturn_starts_are_corrected(tiny_entry, tmp_path, right):
+    root, name = tiny_entry
+    e = root / name
+    pred = perturbed_star(
+        e, 1, tmp_path / "pred.star", jitter_deg=10.0, right={"mirror": MIRROR, "halfturn": HALFTURN}[right]
+    )
+    err0, _, _ = _errors(e, 1, pred)
+    assert np.median(err0) > 150
+    out = tmp_path / "refined.star"
+    # the default reference: the other half-set's ground-truth map
+    refine_star(name, 1, pred, out, benchmark_dir=root)
+    err, _, _ = _errors(e, 1, out)
+    assert np.median(err) < 2.0
+    assert (err < 30).all()
+
+
+def test_no_label_of_the_refined_half_is_read(tiny_entry, tmp_path):
+    root, name = tiny_entry
+    bench = tmp_path / "bench"
+    shutil.copytree(root / name, bench / name)
+    e = bench / name
+    pred = perturbed_star(e, 0, tmp_path / "pred.star", jitter_deg=10.0)
+    outs = []
+    for i in range(3):
+        if i == 1:  # random labels in the refined half's own star
+            st = read_star(e / "particles_0.star")
+            rng = np.random.default_rng(7)
+            st.particles[ANGLES] = rng.uniform(0, 180, (len(st.particles), 3))
+            st.particles[ORIGINS] = rng.uniform(-20, 20, (len(st.particles), 2))
+            write_star(e / "particles_0.star", st)
+        if i == 2:  # control: the reference half's labels do matter
+            st = read_star(e / "particles_1.star")
+            st.particles["rlnAnglePsi"] = st.particles["rlnAnglePsi"] + 40.0
+            write_star(e / "particles_1.star", st)
+        out = tmp_path / f"refined_{i}.star"
+        refine_star(name, 0, pred, out, benchmark_dir=bench, use_cache=False)
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    assert outs[0] != outs[2]
+
+
+def test_floor_global_search(tiny_entry):
+    root, name = tiny_entry
+    for true_shifts in (True, False):
+        f = image_limited_floor(name, 1, true_shifts=true_shifts, limit=40, benchmark_dir=root)
+        assert f["median_deg"] < 1.0 and f["frac_above_150"] == 0.0, f
+        again = image_limited_floor(name, 1, true_shifts=true_shifts, limit=40, benchmark_dir=root)
+        assert again["cached"] and again["MAnE_deg"] == f["MAnE_deg"]
+    assert f["shift_rmse_A"] < 1.0
+
+
+def test_top_k_candidates_from_npz(tiny_entry, tmp_path):
+    root, name = tiny_entry
+    e = root / name
+    pred = perturbed_star(e, 1, tmp_path / "pred.star", jitter_deg=10.0)
+    st = read_star(pred)
+    n = len(st.particles)
+    good = true_rotmats(st).numpy()
+    bad = euler_to_matrix(torch.from_numpy(np.random.default_rng(0).uniform(0, 180, (n, 3)))).numpy()
+    # the random candidate comes first: only the second one leads to the truth
+    np.savez(
+        tmp_path / "pred_topk.npz",
+        ids=st.particles["rlnImageName"].to_numpy().astype(str)[::-1],
+        rotmats=np.stack([bad, good], 1)[::-1],
+    )
+    out = tmp_path / "refined.star"
+    refine_star(name, 1, pred, out, top_k=2, reference=e / "gt_map.mrc", band_limit_A=6.0, benchmark_dir=root)
+    err, _, _ = _errors(e, 1, out)
+    assert np.median(err) < 1.0
+
+
+# ----------------------------------------------------------------------------------- bad input
+
+
+def _bad_inputs(root, name, tmp_path):
+    e = root / name
+    pred = perturbed_star(e, 1, tmp_path / "pred.star")
+    vol, px = read_map(e / "gt_map.mrc")
+    write_map(tmp_path / "small.mrc", vol[::2, ::2, ::2].copy(), px * 2)
+    write_map(tmp_path / "otherpx.mrc", vol, px * 1.1)
+    st = read_star(pred)
+    st.particles = st.particles.drop(columns=["rlnDefocusU"])
+    write_star(tmp_path / "noctf.star", st)
+    st = read_star(pred)
+    st.particles.loc[3, "rlnAngleTilt"] = 12345.5
+    write_star(tmp_path / "nan.star", st)
+    (tmp_path / "nan.star").write_text((tmp_path / "nan.star").read_text().replace("12345.5", "nan"))
+    write_star(tmp_path / "two.star", read_star(pred))
+    ids = read_star(pred).particles["rlnImageName"].to_numpy().astype(str)
+    np.savez(tmp_path / "two_topk.npz", ids=ids, rotmats=np.tile(np.eye(3), (len(ids), 2, 1, 1)))
+    rot = np.tile(np.eye(3), (len(ids), 2, 1, 1))
+    rot[5, 1, 0, 0] = np.inf
+    np.savez(tmp_path / "inf.npz", ids=ids, rotmats=rot)
+    shutil.copytree(e, tmp_path / "bench" / name, ignore=shutil.ignore_patterns("gt_map.mrc"))
+    return {
+        "other box": (
+            dict(star=pred, reference=tmp_path / "small.mrc", band_limit_A=8.0),
+            ValueError,
+            "small.mrc",
+        ),
+        "other pixel size": (
+            dict(star=pred, reference=tmp_path / "otherpx.mrc", band_limit_A=8.0),
+            ValueError,
+            "voxel size",
+        ),
+        "no CTF": (dict(star=tmp_path / "noctf.star"), ValueError, "rlnDefocusU"),
+        "nan angles": (dict(star=tmp_path / "nan.star"), ValueError, "rlnAngleTilt"),
+        "inf candidates": (dict(star=pred, top_k=2, candidates=tmp_path / "inf.npz"), ValueError, "inf.npz"),
+        "K > held (npz)": (dict(star=tmp_path / "two.star", top_k=3), ValueError, "holds only 2"),
+        "K > held (star)": (dict(star=pred, top_k=2), FileNotFoundError, "holds 1 candidate"),
+        "global, no true map": (
+            dict(star=pred, global_search=True, benchmark_dir=tmp_path / "bench"),
+            FileNotFoundError,
+            "gt_map.mrc",
+        ),
+        "same-half reference": (dict(star=pred, reference_from_half=1), ValueError, "other half-set"),
+        "missing star": (dict(star=tmp_path / "nope.star"), FileNotFoundError, "nope.star"),
+        "missing map": (
+            dict(star=pred, reference=tmp_path / "nope.mrc", band_limit_A=8.0),
+            FileNotFoundError,
+            "nope.mrc",
+        ),
+    }
+
+
+def test_bad_inputs_give_clear_errors_and_write_nothing(tiny_entry, tmp_path):
+    root, name = tiny_entry
+    for what, (kw, exc, text) in _bad_inputs(root, name, tmp_path).items():
+        out = tmp_path / "out" / "refined.star"
+        kw = {"benchmark_dir": root, **kw}
+        with pytest.raises(exc, match=text):
+            refine_star(name, 1, kw.pop("star"), out, **kw)
+        assert not out.exists(), what
+        assert not list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True, what
+
+
+def test_cli(tiny_entry, tmp_path, capsys):
+    from cesped.refine import main
+
+    root, name = tiny_entry
+    e = root / name
+    pred = perturbed_star(e, 1, tmp_path / "pred.star", jitter_deg=5.0)
+    out = tmp_path / "refined.star"
+    args = ["--entry", name, "--halfset", "1", "--star", str(pred), "--benchmark-dir", str(root)]
+    assert main(args + ["--out", str(out), "--reference", str(e / "gt_map.mrc"), "--band-limit", "6"]) == 0
+    err, _, _ = _errors(e, 1, out)
+    assert np.median(err) < 1.0
+    assert main(args + ["--out", str(tmp_path / "x.star"), "--top-k", "4"]) == 2
+    assert "--top-k 4" in capsys.readouterr().err
+    assert not (tmp_path / "x.star").exists()
+
+
+@pytest.mark.gpu
+def test_cuda_and_cpu_give_the_same_poses(tiny_entry):
+    from cesped.refinement.api import refine_particles
+    from cesped.refinement.local import LocalConfig
+
+    root, name = tiny_entry
+    e = root / name
+    st, parts, images, px, box = read_particles(e / "particles_1.star")
+    vol, _ = read_map(e / "gt_map.mrc")
+    g = torch.Generator().manual_seed(0)
+    n = len(parts)
+    r = true_rotmats(st)
+    start = (
+        axis_angle_to_matrix(
+            torch.randn(n, 3, generator=g, dtype=torch.float64), torch.full((n,), 10.0, dtype=torch.float64)
+        )
+        @ r
+    )
+    cfg = LocalConfig(band_radius=box // 2, shift_radius_px=5.0)
+    cpu = refine_particles(images, parts, vol, px, start[:, None], cfg, device="cpu")
+    gpu = refine_particles(images, parts, vol, px, start[:, None], cfg, device="cuda")
+    d = angular_distance(torch.from_numpy(cpu["rotmats"]), torch.from_numpy(gpu["rotmats"])).numpy()
+    assert np.mean(d < 1e-3) >= 0.98
+    assert np.abs(cpu["origins_A"] - gpu["origins_A"]).max() < 0.5
