@@ -140,6 +140,10 @@ def pipe_menon_weights(
     for _ in range(int(n_iter)):
         conv = scipy.fft.rfftn(scipy.fft.irfftn(inv * fw, s=(big,) * 3, workers=nt) * blob, workers=nt)
         np.divide(inv, np.maximum(np.abs(conv), np.float32(1e-6)), out=inv, where=inside)
+        # where a whole blob's neighbourhood holds no data (few particles) the convolution is ~0
+        # and W would grow 1e6-fold per iteration past float32's range (RELION uses doubles);
+        # W multiplies zero data there, so capping it changes no map value
+        np.minimum(inv, np.float32(1e30), out=inv)
     out = np.zeros(w.shape, dtype=np.float32)
     out[np.ix_(sel + h, sel + h, np.arange(q + 1))] = np.where(
         ins, inv[np.ix_(idx, idx, np.arange(q + 1))], 0

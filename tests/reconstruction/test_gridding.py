@@ -86,3 +86,18 @@ def test_bad_grids_are_refused():
         pipe_menon_weights(np.ones((18, 18, 10)), box=8, pad=2)
     with pytest.raises(ValueError, match="smaller than"):
         pipe_menon_weights(np.ones((11, 11, 6)), box=8, pad=2)
+
+
+def test_sparse_weights_stay_finite():
+    """Few particles leave blob neighbourhoods without data: W must stay finite there (it grew
+    1e6-fold per iteration past float32's range and turned the whole map into NaN)."""
+    from cesped.reconstruction.gridding import pipe_menon_weights
+
+    rng = np.random.default_rng(0)
+    p = 33  # box 16, pad 2
+    w = np.zeros((p, p, p // 2 + 1))
+    idx = rng.integers(0, [p, p, p // 2 + 1], size=(40, 3))
+    w[idx[:, 0], idx[:, 1], idx[:, 2]] = rng.uniform(0.5, 2.0, 40)
+    W = pipe_menon_weights(w, box=16, pad=2)
+    assert np.isfinite(W).all()
+    assert np.isfinite(W * w).all() and (W >= 0).all()
