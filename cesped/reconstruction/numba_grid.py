@@ -109,7 +109,6 @@ class NumbaGrid:
         cols = np.ascontiguousarray(full[..., :2].reshape(-1, 3, 2))
         img_of = np.tile(np.arange(b, dtype=np.int64), self.sym.shape[0])
         vals = [np.ascontiguousarray(v, dtype=np.float32) for v in (re, im, w)]
-        _splat_numba.set_threads(self.n_threads)
         _splat_numba.splat_batch(
             self.grids[0], self.slabs, cols, img_of, self.kx, self.ky, *vals, self.c, self.dy, self.dx
         )
@@ -124,26 +123,128 @@ class NumbaGrid:
         window (:func:`cesped.reconstruction._inputs.windowed_irfftn`); then the gridding
         correction ``1 / sinc²(r / m)`` and, with ``mask_edge``, RELION's soft spherical mask.
         """
-        from cesped.reconstruction import _splat_numba
-
         if self.n_inserted == 0:
             raise ValueError("finalize: no image was inserted")
-        c, m, n = self.c, self.m, self.box
-        _splat_numba.set_threads(self.n_threads)
-        grids = self.grids.reshape(self.grids.shape[0], self.dz, self.dy, self.dx, 3)
-        nsh = m // 2 + 2
-        wsum, cnt = _splat_numba.shell_weight_sums(grids, c, m, nsh)
-        floor = floor_fraction * wsum / np.maximum(cnt, 1.0)
-        vol_ft = np.empty((m, m, m // 2 + 1), dtype=np.complex64)
-        _splat_numba.divide_to_unshifted(grids, c, m, floor, vol_ft)
+        m, n = self.m, self.box
+        grid = self.grids.reshape(self.grids.shape[0], self.dz, self.dy, self.dx, 3)
+        grid = grid[0] if grid.shape[0] == 1 else grid.sum(axis=0)
+        vol_ft = divide_to_unshifted(grid, self.c, m, floor_fraction)
         vol_n = windowed_irfftn(vol_ft, n, self.n_threads)
         del vol_ft
-        vol = np.empty((n, n, n), dtype=np.float64)
-        _splat_numba.gridding_correct(vol_n, m, vol)
+        vol = gridding_correct(vol_n, m)
         del vol_n
         if mask_edge:
-            _splat_numba.soft_mask_inplace(vol, n / 2.0, 3.0)
+            soft_mask_inplace(vol, n / 2.0, 3.0)
         return vol.astype(np.float32)
+
+
+def _slabs(lo: int, hi: int, step: int = 16):
+    """Consecutive ranges ``[a, b)`` covering ``[lo, hi)`` (numpy passes in bounded memory)."""
+    return [(a, min(a + step, hi)) for a in range(lo, hi, step)]
+
+
+def _sphere_block(grid, c: int, kz0: int, kz1: int, kk: int):
+    """Hermitian-completed sums on the block ``kz0 <= kz < kz1``, ``|ky| <= kk``, ``0 <= kx <= kk``.
+
+    grid : (dz, dy, dx, 3) float32, centred along z and y (index ``k + c``).
+    Returns the data (real, imaginary) and weight in float64, each ``(kz1 - kz0, 2 kk + 1, kk + 1)``,
+    the ``x = 0`` plane plus its Friedel mates (conjugated), and ``r² = kz² + ky² + kx²``.
+    """
+    blk = grid[c + kz0 : c + kz1, c - kk : c + kk + 1, : kk + 1].astype(np.float64)
+    mate = grid[c - kz1 + 1 : c - kz0 + 1, c - kk : c + kk + 1, 0][::-1, ::-1]  # (-kz, -ky, 0)
+    blk[:, :, 0, 0] += mate[..., 0]
+    blk[:, :, 0, 1] -= mate[..., 1]
+    blk[:, :, 0, 2] += mate[..., 2]
+    kz = np.arange(kz0, kz1, dtype=np.int64)[:, None, None]
+    ky = np.arange(-kk, kk + 1, dtype=np.int64)[None, :, None]
+    kx = np.arange(kk + 1, dtype=np.int64)[None, None, :]
+    return blk, kz * kz + ky * ky + kx * kx
+
+
+def divide_to_unshifted(grid, c: int, m: int, floor_fraction: float) -> np.ndarray:
+    """The Wiener-style division of the padded grid, into the unshifted half spectrum.
+
+    The ``x = 0`` plane is completed with its Friedel mates, and the data divided by
+    ``max(W, floor_fraction × mean W of the shell)`` (shells ``round(|k|)`` of padded voxels)
+    inside the sphere ``|k| < m / 2`` (Nyquist of the unpadded box); zero outside and where the
+    denominator is not positive. The weight is rounded to float32 (the accumulator precision),
+    as the torch path does.
+
+    Parameters
+    ----------
+    grid : np.ndarray (dz, dy, dx, 3) float32
+        Centred along z and y (index ``k + c``), ``x >= 0``; channels ``(re, im, weight)``.
+    c, m : int
+        Centre index and padded box side.
+    floor_fraction : float
+
+    Returns
+    -------
+    np.ndarray (m, m, m // 2 + 1) complex64, FFT (unshifted) order.
+    """
+    kk = (m - 1) // 2  # largest |k| inside the sphere along an axis
+    rmax2 = (m / 2.0) ** 2
+    nsh = m // 2 + 2
+    wsum = np.zeros(nsh)
+    cnt = np.zeros(nsh)
+    for kz0, kz1 in _slabs(-kk, kk + 1):  # first pass: per-shell sums of the weight
+        blk, r2 = _sphere_block(grid, c, kz0, kz1, kk)
+        inside = r2 < rmax2
+        shell = np.floor(np.sqrt(r2[inside]) + 0.5).astype(np.int64)
+        wsum += np.bincount(shell, weights=blk[..., 2][inside], minlength=nsh)
+        cnt += np.bincount(shell, minlength=nsh)
+    floor = (floor_fraction * wsum / np.maximum(cnt, 1.0)).astype(np.float32)
+    out = np.zeros((m, m, m // 2 + 1), dtype=np.complex64)
+    for kz0, kz1 in _slabs(-kk, kk + 1):
+        blk, r2 = _sphere_block(grid, c, kz0, kz1, kk)
+        shell = np.minimum(np.floor(np.sqrt(r2) + 0.5).astype(np.int64), nsh - 1)
+        den = np.maximum(blk[..., 2].astype(np.float32), floor[shell])
+        ok = (r2 < rmax2) & (den > 0)
+        den = np.where(ok, den, np.float32(1.0)).astype(np.float64)
+        val = np.where(ok, (blk[..., 0] / den) + 1j * (blk[..., 1] / den), 0.0).astype(np.complex64)
+        uz = np.arange(kz0, kz1) % m
+        out[uz, : kk + 1, : kk + 1] = val[:, kk:]  # ky = 0 .. kk
+        out[uz, m - kk :, : kk + 1] = val[:, :kk]  # ky = -kk .. -1
+    return out
+
+
+def gridding_correct(vol, m: int) -> np.ndarray:
+    """Divide a centred ``(n, n, n)`` window by the trilinear gridding kernel ``sinc²(r / m)``.
+
+    Returns a float64 copy (origin at ``n // 2``).
+    """
+    n = vol.shape[0]
+    x = (np.arange(n) - n // 2).astype(np.float64)
+    out = np.empty(vol.shape, dtype=np.float64)
+    for z0, z1 in _slabs(0, n):
+        r = np.sqrt(x[z0:z1, None, None] ** 2 + x[None, :, None] ** 2 + x[None, None, :] ** 2) / m
+        np.divide(vol[z0:z1], np.sinc(r) ** 2, out=out[z0:z1])
+    return out
+
+
+def soft_mask_inplace(vol, radius: float, width: float) -> None:
+    """RELION's ``softMaskOutsideMap`` on a float64 ``(n, n, n)`` map, in place (centre ``n // 2``).
+
+    Beyond ``radius`` the map is blended, with a raised cosine over ``width`` voxels and then
+    fully, into the mean of the map weighted by that same cosine edge.
+    """
+    n = vol.shape[0]
+    x = (np.arange(n) - n // 2).astype(np.float64)
+
+    def edge(z0, z1):
+        r = np.sqrt(x[z0:z1, None, None] ** 2 + x[None, :, None] ** 2 + x[None, None, :] ** 2)
+        rc = np.where(r > radius + width, 1.0, 0.5 - 0.5 * np.cos(np.pi * (r - radius) / width))
+        return np.where(r < radius, 0.0, rc)
+
+    num = den = 0.0
+    for z0, z1 in _slabs(0, n):
+        rc = edge(z0, z1)
+        num += float(np.sum(rc * vol[z0:z1]))
+        den += float(np.sum(rc))
+    bg = num / den if den > 0 else 0.0
+    for z0, z1 in _slabs(0, n):
+        rc = edge(z0, z1)
+        vol[z0:z1] = vol[z0:z1] * (1.0 - rc) + bg * rc
 
 
 def insert_star_chunks(grids, src, parts, order, variants, batch_size, do_ctf, voxel_size) -> None:
@@ -197,7 +298,6 @@ def insert_star_chunks(grids, src, parts, order, variants, batch_size, do_ctf, v
     # the ifftshift centring is folded into the phase ramp
     total_shifts = [sh - float(n // 2) for sh, _ in value_keys]
     wts = [np.ones(n_part) if wt is None else wt for _, wt in value_keys]
-    _splat_numba.set_threads(g0.n_threads)
     p_count = g0.n_points
     # buffers reused by every chunk: fresh large arrays would be page-faulted in again each time
     val_bufs = [
@@ -233,6 +333,7 @@ def insert_star_chunks(grids, src, parts, order, variants, batch_size, do_ctf, v
                 np.ascontiguousarray(wt[rows], dtype=np.float64),
                 bool(prm is not None),
                 *out,
+                n_threads=g0.n_threads,
             )
             values.append(out)
         for g, v, i in zip(grids, variants, value_of, strict=True):
