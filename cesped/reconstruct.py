@@ -37,12 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="cpu", help="'cpu' (default) or a torch device such as 'cuda'")
     p.add_argument("--pad", type=int, default=2, help="Fourier padding factor (RELION --pad; default 2)")
-    p.add_argument("--no-ctf", dest="ctf", action="store_false", help="do not apply the CTF (RELION without --ctf)")
+    p.add_argument("--no-ctf", dest="ctf", action="store_false", help="no CTF (RELION without --ctf)")
     p.add_argument(
         "--weights", default=None, help="star column of per-particle weights, e.g. rlnParticleFigureOfMerit"
     )
     p.add_argument(
-        "--kernel", default="auto", choices=["auto", "numba", "torch"], help="CPU kernel (default auto: numba)"
+        "--kernel", default="auto", choices=["auto", "numba", "torch"], help="default auto: numba on CPU"
     )
     return p
 
