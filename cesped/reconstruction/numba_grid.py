@@ -97,6 +97,8 @@ class NumbaGrid:
         """
         from cesped.reconstruction import _splat_numba
 
+        if self.grids is None:
+            raise ValueError("insert_values: the grid was released by finalize(release=True)")
         rot = np.asarray(rotmats, dtype=np.float64)
         b = rot.shape[0]
         if rot.shape != (b, 3, 3) or np.shape(re) != (b, self.n_points):
@@ -114,7 +116,9 @@ class NumbaGrid:
         )
         self.n_inserted += b
 
-    def finalize(self, mask_edge: bool = True, floor_fraction: float = 1e-3) -> np.ndarray:
+    def finalize(
+        self, mask_edge: bool = True, floor_fraction: float = 1e-3, release: bool = False
+    ) -> np.ndarray:
         """Divide, invert and correct: the ``(n, n, n)`` float32 map (``z, y, x``, centre ``n//2``).
 
         The ``x = 0`` plane is completed with its Friedel mates, the data divided by
@@ -122,13 +126,20 @@ class NumbaGrid:
         sweep that writes the unshifted half spectrum; the inverse FFT keeps only the ``n³``
         window (:func:`cesped.reconstruction._inputs.windowed_irfftn`); then the gridding
         correction ``1 / sinc²(r / m)`` and, with ``mask_edge``, RELION's soft spherical mask.
+        With ``release`` the grid is freed before the inverse transform (lower peak memory;
+        nothing can be inserted or finalized afterwards).
         """
+        if self.grids is None:
+            raise ValueError("finalize: the grid was released by an earlier finalize(release=True)")
         if self.n_inserted == 0:
             raise ValueError("finalize: no image was inserted")
         m, n = self.m, self.box
         grid = self.grids.reshape(self.grids.shape[0], self.dz, self.dy, self.dx, 3)
         grid = grid[0] if grid.shape[0] == 1 else grid.sum(axis=0)
         vol_ft = divide_to_unshifted(grid, self.c, m, floor_fraction)
+        if release:
+            del grid
+            self.grids = None
         vol_n = windowed_irfftn(vol_ft, n, self.n_threads)
         del vol_ft
         vol = gridding_correct(vol_n, m)
@@ -138,7 +149,7 @@ class NumbaGrid:
         return vol.astype(np.float32)
 
 
-def _slabs(lo: int, hi: int, step: int = 16):
+def _slabs(lo: int, hi: int, step: int = 8):
     """Consecutive ranges ``[a, b)`` covering ``[lo, hi)`` (numpy passes in bounded memory)."""
     return [(a, min(a + step, hi)) for a in range(lo, hi, step)]
 
