@@ -78,7 +78,8 @@ def measure(cmd, env=None, cwd=None, timeout: float | None = None, log_tail: int
     -------
     dict with ``wall_s`` (float, seconds from start to exit, launcher included: a few ms),
     ``peak_rss_mb`` (MiB, the largest resident set of the command or of a descendant it
-    waited for), ``rss_tool`` ("gnu time" or "fork/exec launcher") and ``load_1min``.
+    waited for), ``rss_tool`` ("gnu time" or "fork/exec launcher"), ``load_1min`` and ``output``
+    (its stdout and stderr, interleaved).
 
     Raises
     ------
@@ -99,10 +100,10 @@ def measure(cmd, env=None, cwd=None, timeout: float | None = None, log_tail: int
         t0 = time.perf_counter()
         proc = subprocess.run(launch, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
         wall = time.perf_counter() - t0
+        log.seek(0)
+        output = log.read().decode(errors="replace")
         if proc.returncode != 0:
-            log.seek(0)
-            tail = log.read().decode(errors="replace")[-log_tail:]
-            raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{tail}")
+            raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{output[-log_tail:]}")
         with open(rss_file) as fh:
             maxrss_kb = float(fh.read().split()[-1])
     return {
@@ -110,4 +111,5 @@ def measure(cmd, env=None, cwd=None, timeout: float | None = None, log_tail: int
         "peak_rss_mb": maxrss_kb / 1024.0,
         "rss_tool": tool,
         "load_1min": round(os.getloadavg()[0], 2),
+        "output": output,
     }
