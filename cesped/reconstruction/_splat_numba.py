@@ -30,6 +30,8 @@ _SPLAT_SIG = (
     "void(float32[::1], int64, int64, float64[:, :, ::1], int64[::1], float64[::1], float64[::1], "
     "float32[:, ::1], float32[:, ::1], float32[:, ::1], int64, int64, int64, int64)"
 )
+_SHELL_SIG = "void(int64, int64, float32[:, :, :, ::1], int64, int64, float64[:, ::1], float64[:, ::1])"
+_DIVIDE_SIG = "void(int64, int64, float32[:, :, :, ::1], int64, int64, float32[::1], complex64[:, :, ::1])"
 _PREPARE_SIG = (
     "void(int64, int64, float32[:, :, ::1], int64[::1], float64[::1], float64[::1], float64[::1], "
     "float64[::1], float64[::1], float64[::1], float64[:, ::1], int64, "
@@ -74,6 +76,10 @@ def _kernel(name: str):
         return numba.njit(_SPLAT_SIG, cache=True, nogil=True)(_splat_slab)
     if name == "prepare":
         return numba.njit(_PREPARE_SIG, cache=True, nogil=True)(_prepare_rows)
+    if name == "shell":
+        return numba.njit(_SHELL_SIG, cache=True, nogil=True)(_shell_sums_rows)
+    if name == "divide":
+        return numba.njit(_DIVIDE_SIG, cache=True, nogil=True)(_divide_rows)
     raise KeyError(name)
 
 
@@ -108,6 +114,88 @@ def prepare_batch(*args, n_threads: int = 1):
     bounds = np.linspace(0, b_count, nt + 1).astype(np.int64)
     parts = [(int(bounds[i]), int(bounds[i + 1]), *args) for i in range(nt) if bounds[i + 1] > bounds[i]]
     _run_parts(kern, parts, nt)
+
+
+def _row_parts(m: int, n_threads: int) -> list[tuple[int, int]]:
+    bounds = np.linspace(0, m, max(1, int(n_threads)) + 1).astype(np.int64)
+    return [(int(bounds[i]), int(bounds[i + 1])) for i in range(len(bounds) - 1) if bounds[i + 1] > bounds[i]]
+
+
+def shell_weight_sums(grid, c: int, m: int, nsh: int, n_threads: int = 1):
+    """Per-shell sums of the Hermitian-completed weight over the unshifted half grid.
+
+    grid : (dz, dy, dx, 3) float32 accumulator (centred z/y, index ``k + c``).
+    Returns (nsh,) float64 sums and (nsh,) float64 voxel counts per shell ``round(|k|)``
+    (padded voxels) inside ``|k| < m/2`` (Nyquist); the last bin (outside) stays empty.
+    """
+    parts = _row_parts(m, n_threads)
+    part = np.zeros((len(parts), nsh))
+    pcnt = np.zeros((len(parts), nsh))
+    args = [(lo, hi, grid, c, m, part[i : i + 1], pcnt[i : i + 1]) for i, (lo, hi) in enumerate(parts)]
+    _run_parts(_kernel("shell"), args, len(parts))
+    return part.sum(axis=0), pcnt.sum(axis=0)
+
+
+def divide_to_unshifted(grid, c: int, m: int, floor_per_shell, n_threads: int = 1) -> np.ndarray:
+    """Complete the ``x = 0`` plane and divide by ``max(W, floor)``, into the unshifted half spectrum.
+
+    grid : (dz, dy, dx, 3) float32; floor_per_shell (nsh,) float32.
+    Returns (m, m, m//2+1) complex64, FFT order, zero outside Nyquist or where the denominator
+    is not positive.
+    """
+    out = np.empty((m, m, m // 2 + 1), dtype=np.complex64)
+    floor = np.ascontiguousarray(floor_per_shell, dtype=np.float32)
+    parts = _row_parts(m, n_threads)
+    _run_parts(_kernel("divide"), [(lo, hi, grid, c, m, floor, out) for lo, hi in parts], len(parts))
+    return out
+
+
+def _shell_sums_rows(uz_lo, uz_hi, grids, c, m, part, pcnt):  # pragma: no cover - compiled
+    """Kernel of :func:`shell_weight_sums` for the unshifted z rows ``uz_lo <= uz < uz_hi``
+    (adds into ``part[0]`` and ``pcnt[0]``)."""
+    hx = m // 2 + 1
+    rmax2 = (m / 2.0) ** 2
+    for uz in range(uz_lo, uz_hi):
+        kz = uz - m * (2 * uz >= m + 1)
+        for uy in range(m):
+            ky = uy - m * (2 * uy >= m + 1)
+            for kx in range(hx):
+                r2 = kz * kz + ky * ky + kx * kx
+                if r2 >= rmax2:
+                    continue
+                wv = np.float64(grids[kz + c, ky + c, kx, 2])
+                if kx == 0:
+                    wv += grids[c - kz, c - ky, 0, 2]
+                sh = int(math.floor(math.sqrt(r2) + 0.5))
+                part[0, sh] += wv
+                pcnt[0, sh] += 1.0
+
+
+def _divide_rows(uz_lo, uz_hi, grids, c, m, floor_per_shell, out):  # pragma: no cover - compiled
+    """Kernel of :func:`divide_to_unshifted` for the unshifted z rows ``uz_lo <= uz < uz_hi``."""
+    hx = m // 2 + 1
+    rmax2 = (m / 2.0) ** 2
+    for uz in range(uz_lo, uz_hi):
+        kz = uz - m * (2 * uz >= m + 1)
+        for uy in range(m):
+            ky = uy - m * (2 * uy >= m + 1)
+            for kx in range(hx):
+                r2 = kz * kz + ky * ky + kx * kx
+                if r2 >= rmax2:
+                    out[uz, uy, kx] = 0.0
+                    continue
+                vr = np.float64(grids[kz + c, ky + c, kx, 0])
+                vi = np.float64(grids[kz + c, ky + c, kx, 1])
+                wv = np.float64(grids[kz + c, ky + c, kx, 2])
+                if kx == 0:  # Friedel mate of the x = 0 plane
+                    vr += grids[c - kz, c - ky, 0, 0]
+                    vi -= grids[c - kz, c - ky, 0, 1]
+                    wv += grids[c - kz, c - ky, 0, 2]
+                den = max(np.float32(wv), floor_per_shell[int(math.floor(math.sqrt(r2) + 0.5))])
+                if den <= 0:
+                    out[uz, uy, kx] = 0.0
+                else:
+                    out[uz, uy, kx] = complex(vr / den, vi / den)
 
 
 def _splat_slab(grid, lo, hi, cols, img_of, kx, ky, re, im, w, c, dy, dx, block):  # pragma: no cover

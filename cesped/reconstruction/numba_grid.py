@@ -129,6 +129,8 @@ class NumbaGrid:
         With ``release`` the grid is freed before the inverse transform (lower peak memory;
         nothing can be inserted or finalized afterwards).
         """
+        from cesped.reconstruction import _splat_numba
+
         if self.grids is None:
             raise ValueError("finalize: the grid was released by an earlier finalize(release=True)")
         if self.n_inserted == 0:
@@ -136,7 +138,10 @@ class NumbaGrid:
         m, n = self.m, self.box
         grid = self.grids.reshape(self.grids.shape[0], self.dz, self.dy, self.dx, 3)
         grid = grid[0] if grid.shape[0] == 1 else grid.sum(axis=0)
-        vol_ft = divide_to_unshifted(grid, self.c, m, floor_fraction)
+        nsh = m // 2 + 2
+        wsum, cnt = _splat_numba.shell_weight_sums(grid, self.c, m, nsh, self.n_threads)
+        floor = (floor_fraction * wsum / np.maximum(cnt, 1.0)).astype(np.float32)
+        vol_ft = _splat_numba.divide_to_unshifted(grid, self.c, m, floor, self.n_threads)
         if release:
             del grid
             self.grids = None
@@ -152,71 +157,6 @@ class NumbaGrid:
 def _slabs(lo: int, hi: int, step: int = 8):
     """Consecutive ranges ``[a, b)`` covering ``[lo, hi)`` (numpy passes in bounded memory)."""
     return [(a, min(a + step, hi)) for a in range(lo, hi, step)]
-
-
-def _sphere_block(grid, c: int, kz0: int, kz1: int, kk: int):
-    """Hermitian-completed sums on the block ``kz0 <= kz < kz1``, ``|ky| <= kk``, ``0 <= kx <= kk``.
-
-    grid : (dz, dy, dx, 3) float32, centred along z and y (index ``k + c``).
-    Returns the data (real, imaginary) and weight in float64, each ``(kz1 - kz0, 2 kk + 1, kk + 1)``,
-    the ``x = 0`` plane plus its Friedel mates (conjugated), and ``r² = kz² + ky² + kx²``.
-    """
-    blk = grid[c + kz0 : c + kz1, c - kk : c + kk + 1, : kk + 1].astype(np.float64)
-    mate = grid[c - kz1 + 1 : c - kz0 + 1, c - kk : c + kk + 1, 0][::-1, ::-1]  # (-kz, -ky, 0)
-    blk[:, :, 0, 0] += mate[..., 0]
-    blk[:, :, 0, 1] -= mate[..., 1]
-    blk[:, :, 0, 2] += mate[..., 2]
-    kz = np.arange(kz0, kz1, dtype=np.int64)[:, None, None]
-    ky = np.arange(-kk, kk + 1, dtype=np.int64)[None, :, None]
-    kx = np.arange(kk + 1, dtype=np.int64)[None, None, :]
-    return blk, kz * kz + ky * ky + kx * kx
-
-
-def divide_to_unshifted(grid, c: int, m: int, floor_fraction: float) -> np.ndarray:
-    """The Wiener-style division of the padded grid, into the unshifted half spectrum.
-
-    The ``x = 0`` plane is completed with its Friedel mates, and the data divided by
-    ``max(W, floor_fraction × mean W of the shell)`` (shells ``round(|k|)`` of padded voxels)
-    inside the sphere ``|k| < m / 2`` (Nyquist of the unpadded box); zero outside and where the
-    denominator is not positive. The weight is rounded to float32 (the accumulator precision),
-    as the torch path does.
-
-    Parameters
-    ----------
-    grid : np.ndarray (dz, dy, dx, 3) float32
-        Centred along z and y (index ``k + c``), ``x >= 0``; channels ``(re, im, weight)``.
-    c, m : int
-        Centre index and padded box side.
-    floor_fraction : float
-
-    Returns
-    -------
-    np.ndarray (m, m, m // 2 + 1) complex64, FFT (unshifted) order.
-    """
-    kk = (m - 1) // 2  # largest |k| inside the sphere along an axis
-    rmax2 = (m / 2.0) ** 2
-    nsh = m // 2 + 2
-    wsum = np.zeros(nsh)
-    cnt = np.zeros(nsh)
-    for kz0, kz1 in _slabs(-kk, kk + 1):  # first pass: per-shell sums of the weight
-        blk, r2 = _sphere_block(grid, c, kz0, kz1, kk)
-        inside = r2 < rmax2
-        shell = np.floor(np.sqrt(r2[inside]) + 0.5).astype(np.int64)
-        wsum += np.bincount(shell, weights=blk[..., 2][inside], minlength=nsh)
-        cnt += np.bincount(shell, minlength=nsh)
-    floor = (floor_fraction * wsum / np.maximum(cnt, 1.0)).astype(np.float32)
-    out = np.zeros((m, m, m // 2 + 1), dtype=np.complex64)
-    for kz0, kz1 in _slabs(-kk, kk + 1):
-        blk, r2 = _sphere_block(grid, c, kz0, kz1, kk)
-        shell = np.minimum(np.floor(np.sqrt(r2) + 0.5).astype(np.int64), nsh - 1)
-        den = np.maximum(blk[..., 2].astype(np.float32), floor[shell])
-        ok = (r2 < rmax2) & (den > 0)
-        den = np.where(ok, den, np.float32(1.0)).astype(np.float64)
-        val = np.where(ok, (blk[..., 0] / den) + 1j * (blk[..., 1] / den), 0.0).astype(np.complex64)
-        uz = np.arange(kz0, kz1) % m
-        out[uz, : kk + 1, : kk + 1] = val[:, kk:]  # ky = 0 .. kk
-        out[uz, m - kk :, : kk + 1] = val[:, :kk]  # ky = -kk .. -1
-    return out
 
 
 def gridding_correct(vol, m: int) -> np.ndarray:
