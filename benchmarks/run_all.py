@@ -88,9 +88,11 @@ def setup(work: Path, env: dict, timeout: float) -> dict:
         cmd = [
             sys.executable, "-m", "cesped.train", "experiment=demo", "entry=synth_6msm", "halfset=0",
             "trainer.max_epochs=1", "trainer.max_time=00:00:05:00", "predict_other_half=false",
-            f"output_dir={run_dir}", "logger=none",
+            f"output_dir={run_dir}", f"benchmark_dir={bench_dir}",
         ]  # fmt: skip
-        subprocess.run(cmd, env=env, check=True, timeout=timeout, cwd=work, capture_output=True)
+        proc = subprocess.run(cmd, env=env, timeout=timeout, cwd=work, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"short training run failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
         ckpts = sorted((run_dir / "checkpoints").glob("*.ckpt"))
     if not ckpts:
         raise RuntimeError(f"the short training run wrote no checkpoint in {run_dir / 'checkpoints'}")
