@@ -62,6 +62,7 @@ def machine_description() -> str:
 
 
 # (script, arguments): every benchmark with its defaults; {ckpt} is the checkpoint made by setup()
+# (recorded as CKPT: python -m cesped.train experiment=demo entry=synth_6msm trainer.max_epochs=1)
 PLAN: list[tuple[str, list[str]]] = [
     ("bench_simulation.py", []),
     ("bench_reconstruction.py", []),
@@ -100,11 +101,15 @@ def setup(work: Path, env: dict, timeout: float) -> dict:
     return {"bench_dir": bench_dir, "ckpt": (best or ckpts)[-1]}
 
 
-def run_script(path: Path, args: list[str], env: dict, timeout: float) -> tuple[list[dict], str | None]:
-    """Run one benchmark script; return its JSON figures and an error message (or None)."""
+def run_script(
+    path: Path, args: list[str], env: dict, timeout: float, shown: list[str] | None = None
+) -> tuple[list[dict], str | None]:
+    """Run one benchmark script; return its JSON figures and an error message (or None).
+
+    ``shown``: the arguments as recorded with each figure (CKPT for the checkpoint's path)."""
     figures: list[dict] = []
     t0 = time.time()
-    command = " ".join(["python", f"benchmarks/{path.name}", *args])
+    command = " ".join(["python", f"benchmarks/{path.name}", *(args if shown is None else shown)])
     try:
         proc = subprocess.run(
             [sys.executable, str(path), *args],
@@ -212,9 +217,10 @@ def main(argv: list[str] | None = None) -> int:
             if time.time() - t_start > args.budget * 60:
                 errors[s.name] = f"skipped: the {args.budget:.0f}-minute budget was spent"
                 continue
+            shown = [x.replace("{ckpt}", "CKPT") for x in a]  # no machine paths in the outputs
             a = [x.format(ckpt=inputs["ckpt"]) if inputs else x for x in a]
-            print(f"== {s.name} {' '.join(a)}", flush=True)
-            figs, err = run_script(s, a, env, args.timeout)
+            print(f"== {s.name} {' '.join(shown)}", flush=True)
+            figs, err = run_script(s, a, env, args.timeout, shown)
             all_figures.extend(figs)
             if err:
                 errors[s.name] = err
