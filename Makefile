@@ -18,7 +18,8 @@ help:
 	@echo "make demo       run the whole benchmark end to end on the built-in synthetic entry"
 	@echo "make test       run the test suite (offline, CPU; slow tests excluded)"
 	@echo "make test-slow  run only the slow tests;  make test-all  everything but GPU/network"
-	@echo "make bench      run every benchmark (benchmarks/run_all.py)"
+	@echo "make bench      run every benchmark (benchmarks/run_all.py, ~35 min on 2 cores) and"
+	@echo "                regenerate the README's performance table (benchmarks/readme_table.py)"
 	@echo "make lint       ruff"
 
 $(STAMP): pyproject.toml
@@ -48,6 +49,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/readme_table.py
 
 clean-venv:
 	rm -rf $(VENV)

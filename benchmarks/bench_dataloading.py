@@ -5,20 +5,23 @@ parameters, one optics group) is written once (in chunks; memory does not depend
 Then each side iterates a ``DataLoader`` (batch 64, shuffled over the whole entry) through the
 full pipeline: read, per-image normalisation, CTF phase flip, centre crop (factor 0.25), resize to
 ``--image-size``, with 0 and 2 workers, timing ``--max-batches`` batches. Each measurement runs in
-a fresh child process (its own peak RSS), the two sides alternate for ``--rounds`` rounds and the
-best round of each is reported (the machine is shared). The original runs with
-``benchmarks/.venv-original/bin/python`` when it exists (see ``benchmarks/original_env.sh``),
-otherwise the issue's figures are the reference. The first batch (worker start-up) is not timed.
+a fresh process started through ``_launch.measure`` (so its peak RSS is its own, not inherited
+from this driver), the two sides alternate for ``--rounds`` rounds and the best round of each is
+reported (the machine is shared). The original runs with ``benchmarks/.venv-original/bin/python``
+when it exists (see ``benchmarks/original_env.sh``); otherwise the reference is "not measured"
+(no ratio). The first batch (worker start-up) is not timed. Defaults: the paper's dataset
+options (per-image normalisation, phase flip, crop factor 0.25), batch 32, 128 px, 0 and 2
+workers.
 Both sides use ``--threads`` torch threads in the main process (default 1).
 
 Printed, one JSON line per figure: images/s (reference = the original in the same run; ratio =
 ours / original), peak RSS of the main process and of the largest worker (ratio = original /
-ours), and our peak RSS on a quarter of the entry (flat memory: it must not grow with the
-particle count).
+ours), and our peak RSS over 1/8, 1/4 and all of the entry (flat memory: it must not grow
+with the particle count).
 
 Example usage::
 
-    python benchmarks/bench_dataloading.py                       # 8000 particles, 128 px
+    python benchmarks/bench_dataloading.py                       # 8000 particles, 128 px, batch 32
     python benchmarks/bench_dataloading.py --n-particles 1000 --max-batches 5   # quick check
 """
 
@@ -35,19 +38,12 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _launch import emit, load_average, measure  # noqa: E402
+
 REPO = HERE.parent
 ORIGINAL_PY = HERE / ".venv-original" / "bin" / "python"
-REFERENCE = {0: 880.0, 2: 1230.0}  # images/s of the original on this kind of machine (issue 3)
 NAME = "bench_loading"
-
-
-def emit(name, value, unit, reference=None, ratio=None, **extra):
-    print(
-        json.dumps(
-            {"name": name, "value": value, "unit": unit, "reference": reference, "ratio": ratio, **extra}
-        ),
-        flush=True,
-    )
 
 
 def make_entry(root: Path, n: int, box: int, seed: int = 0) -> Path:
@@ -186,11 +182,14 @@ def run_child(side: str, bench_dir: Path, workers: int, args, n_limit: int = 0) 
         str(n_limit),
         str(args.threads),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(HERE))
-    if proc.returncode != 0:
-        print(f"# {side} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+    try:
+        r = measure(cmd, env=env, cwd=str(HERE))
+    except RuntimeError as e:
+        print(f"# {side} failed:\n{e}", file=sys.stderr)
         return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    res = json.loads([ln for ln in r["output"].splitlines() if ln.startswith("{")][-1])
+    res["process_peak_rss_mb"] = r["peak_rss_mb"]  # the process and its DataLoader workers (max)
+    return res
 
 
 def main(argv=None) -> int:
@@ -198,7 +197,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n-particles", type=int, default=8000)
     ap.add_argument("--box", type=int, default=128)
     ap.add_argument("--image-size", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     ap.add_argument(
         "--max-batches",
@@ -252,8 +251,8 @@ def main(argv=None) -> int:
                     orig_runs.append(r)
         ours = max(ours_runs, key=lambda r: r["images_per_s"])
         orig = max(orig_runs, key=lambda r: r["images_per_s"]) if orig_runs else None
-        ref = orig["images_per_s"] if orig else REFERENCE.get(w)
-        src = "original, same run" if orig else "original, issue 3 figure"
+        ref = orig["images_per_s"] if orig else None
+        src = "original cesped 25.12.0, same run" if orig else "not measured (no benchmarks/.venv-original)"
         emit(
             f"dataloading_images_per_s_workers{w}",
             round(ours["images_per_s"], 1),
@@ -261,7 +260,8 @@ def main(argv=None) -> int:
             reference=None if ref is None else round(ref, 1),
             ratio=None if ref is None else round(ours["images_per_s"] / ref, 2),
             reference_source=src,
-            issue_reference=REFERENCE.get(w),
+            load_avg=load_average(),
+            command=f"python benchmarks/bench_dataloading.py --workers {w}",
             rounds=[round(r["images_per_s"], 1) for r in ours_runs],
             reference_rounds=[round(r["images_per_s"], 1) for r in orig_runs],
             images_timed=ours["images"],
@@ -278,21 +278,29 @@ def main(argv=None) -> int:
                 "MB",
                 reference=None if ref_rss is None else round(ref_rss, 1),
                 ratio=None if ref_rss is None else round(ref_rss / mine, 2),
+                note="ratio = original / ours (> 1: ours smaller)",
                 **tag,
             )
-    # flat memory: the same run on a quarter of the particles
+    # flat memory: the same whole pass over 1x, 2x and 8x the particles
     whole = argparse.Namespace(**{**vars(args), "max_batches": 0})
-    quarter = run_child("ours", root, 0, whole, n_limit=max(1, args.n_particles // 4))
-    full = run_child("ours", root, 0, whole)
-    if quarter and full:
-        emit(
-            "dataloading_peak_rss_quarter_vs_full_workers0",
-            round(full["peak_rss_main_mb"], 1),
-            "MB",
-            reference=round(quarter["peak_rss_main_mb"], 1),
-            ratio=round(quarter["peak_rss_main_mb"] / full["peak_rss_main_mb"], 2),
-            **tag,
-        )
+    sizes = [max(1, args.n_particles // 8), max(1, args.n_particles // 4), args.n_particles]
+    rss = {}
+    for k in sizes:
+        r = run_child("ours", root, 0, whole, n_limit=k if k < args.n_particles else 0)
+        if r is None:
+            return 1
+        rss[k] = r["peak_rss_main_mb"]
+    emit(
+        "dataloading_peak_rss_flat_workers0",
+        round(rss[sizes[-1]], 1),
+        "MB",
+        reference=round(rss[sizes[0]], 1),
+        ratio=round(rss[sizes[0]] / rss[sizes[-1]], 2),
+        reference_name=f"the same pass over {sizes[0]} particles (8x fewer)",
+        peak_rss_mb_by_particles={str(k): round(v, 1) for k, v in rss.items()},
+        note="whole pass, 1x / 2x / 8x particles; ratio 1 = flat",
+        **tag,
+    )
     if tmp is not None:
         tmp.cleanup()
     return 0

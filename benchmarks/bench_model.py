@@ -6,16 +6,18 @@ SO(3) activation resolution 10, batch 32, C1. A training step is forward + cross
 the nearest grid rotation + backward + RAdam step; inference is the deterministic forward +
 argmax + probability. Each side runs in a fresh child process (its own peak RSS); the original
 package (cesped 25.12.0) runs with ``benchmarks/.venv-original/bin/python`` when it exists
-(see ``benchmarks/original_env.sh``), otherwise the reference figures measured on this kind of
-machine are printed as references.
+(see ``benchmarks/original_env.sh``); otherwise the references are "not measured" (no ratio).
 
 Also: the time (and peak RSS) to build the model at the paper's configuration (ResNet-152,
-lmax 8, orders 3/3/4), with an empty and with a warm table cache.
+lmax 8, orders 3/3/4), with an empty and with a warm table cache; the original's build of the
+same configuration is the reference with ``--original-paper-build`` (about 75 s), else "not
+measured".
 
 Example usage::
 
     python benchmarks/bench_model.py                 # everything (a few minutes on 2 cores)
     python benchmarks/bench_model.py --steps 3 --skip-paper --threads 1
+    python benchmarks/bench_model.py --original-paper-build   # also the original's paper build
 """
 
 from __future__ import annotations
@@ -23,17 +25,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import textwrap
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _launch import emit, measure  # noqa: E402
+
 REPO = HERE.parent
 ORIGINAL_PY = HERE / ".venv-original" / "bin" / "python"
-# Measured for the original on this kind of machine (issue 6).
-REFERENCE = {"train": 61.0, "infer": 160.0, "peak_gb": 1.7, "paper_build_s": 75.0}
 
 COMMON = textwrap.dedent(
     """
@@ -127,21 +129,32 @@ PAPER_BUILD = textwrap.dedent(
 )
 
 
-def emit(name, value, unit, reference=None, ratio=None, **extra):
-    print(
-        json.dumps(
-            {"name": name, "value": value, "unit": unit, "reference": reference, "ratio": ratio, **extra}
-        ),
-        flush=True,
-    )
+ORIGINAL_PAPER_BUILD = textwrap.dedent(
+    """
+    import json, resource, time, torch
+    torch.set_num_threads({threads})
+    import e3nn.nn
+    from cesped.network.featureExtractors import ResNetImageEncoder
+    from cesped.network.image2sphere import I2S
+    t0 = time.perf_counter()
+    enc = ResNetImageEncoder("resnet152", load_imagenetweights=False)
+    shape = enc(torch.zeros(1, 1, 128, 128)).shape[1:]
+    m = I2S(enc, shape, symmetry="C1", lmax=8, s2_fdim=512, so3_fdim=16, hp_order_projector=3, hp_order_s2=3,
+            hp_order_so3=4, so3_act_resolution=10, rand_fraction_points_to_project=0.5)
+    build = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    print(json.dumps(dict(build=build, peak_gb=peak)))
+    """
+)
 
 
 def run_child(python: str, code: str, env_extra: dict | None = None, cwd: Path | None = None) -> dict:
+    """Run ``code`` in a fresh process (through ``_launch.measure``: its peak RSS is its own)."""
     env = {**os.environ, **(env_extra or {})}
-    out = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, cwd=cwd, timeout=3600)
-    if out.returncode != 0:
-        raise RuntimeError(f"child failed ({python}):\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    r = measure([python, "-c", code], env=env, cwd=cwd, timeout=3600)
+    res = json.loads([ln for ln in r["output"].splitlines() if ln.startswith("{")][-1])
+    res["process_seconds"] = r["wall_s"]
+    return res
 
 
 def main(argv=None) -> None:
@@ -151,6 +164,9 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-original", action="store_true")
     ap.add_argument("--skip-paper", action="store_true")
+    ap.add_argument(
+        "--original-paper-build", action="store_true", help="also time the original's paper build (~75 s)"
+    )
     args = ap.parse_args(argv)
     fmt = dict(threads=args.threads, batch=args.batch, steps=args.steps)
     ours_env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(args.threads)}
@@ -162,7 +178,7 @@ def main(argv=None) -> None:
         ours_default = run_child(
             sys.executable, OURS.format(**fmt, resolution=None), {**ours_env, "CESPED_CACHE_DIR": cache}
         )
-    orig, source = None, "issue 6 (this kind of machine)"
+    orig, source = None, "not measured (no benchmarks/.venv-original)"
     if not args.skip_original and ORIGINAL_PY.exists():
         support = HERE / "original_support"
         with tempfile.TemporaryDirectory() as tmp:  # its joblib cache lives in the temp dir
@@ -173,7 +189,7 @@ def main(argv=None) -> None:
                 cwd=Path(tmp),
             )
         source = "original cesped 25.12.0, same run"
-    ref = orig or {"train": REFERENCE["train"], "infer": REFERENCE["infer"], "peak_gb": REFERENCE["peak_gb"]}
+    ref = orig or {"train": None, "infer": None, "peak_gb": None}
     extra = {
         "config": "resnet18 64px lmax6 orders2/2/3 batch32",
         "threads": args.threads,
@@ -182,10 +198,12 @@ def main(argv=None) -> None:
     dextra = {**extra, "config": "as above with SO(3) activation resolution lmax+1 = 7 (our default), not 10"}
     for suffix, mine, ex in (("", ours, extra), ("_default_resolution", ours_default, dextra)):
         for key, name in (("train", "i2s_train_throughput"), ("infer", "i2s_inference_throughput")):
-            emit(name + suffix, round(mine[key], 2), "images/s", round(ref[key], 2),
-                 round(mine[key] / ref[key], 3), **ex)
-        emit("i2s_peak_rss" + suffix, round(mine["peak_gb"], 3), "GB", round(ref["peak_gb"], 3),
-             round(ref["peak_gb"] / mine["peak_gb"], 3), note="ratio = original / ours", **ex)
+            r = ref[key]
+            emit(name + suffix, round(mine[key], 2), "images/s", None if r is None else round(r, 2),
+                 None if r is None else round(mine[key] / r, 3), **ex)
+        r = ref["peak_gb"]
+        emit("i2s_peak_rss" + suffix, round(mine["peak_gb"], 3), "GB", None if r is None else round(r, 3),
+             None if r is None else round(r / mine["peak_gb"], 3), note="ratio = original / ours", **ex)
 
     if not args.skip_paper:
         with tempfile.TemporaryDirectory() as cache:
@@ -193,10 +211,22 @@ def main(argv=None) -> None:
             cold = run_child(sys.executable, PAPER_BUILD.format(**fmt), env)
             warm = run_child(sys.executable, PAPER_BUILD.format(**fmt), env)
         pextra = {"config": "resnet152 lmax8 orders3/3/4 (paper)", "threads": args.threads}
+        ref, src = None, "not measured (run with --original-paper-build)"
+        if args.original_paper_build and ORIGINAL_PY.exists():
+            with tempfile.TemporaryDirectory() as tmp:  # its joblib cache lives in the temp dir: cold
+                ref = run_child(
+                    str(ORIGINAL_PY),
+                    ORIGINAL_PAPER_BUILD.format(**fmt),
+                    {"PYTHONPATH": str(HERE / "original_support"), "OMP_NUM_THREADS": str(args.threads),
+                     "TMPDIR": tmp},
+                    cwd=Path(tmp),
+                )["build"]
+            src = "original cesped 25.12.0, empty cache, same run"
         for name, run in (("cold", cold), ("warm", warm)):
-            ref = REFERENCE["paper_build_s"]
-            emit(f"i2s_paper_build_time_{name}_cache", round(run["build"], 2), "s", ref,
-                 round(ref / run["build"], 2), note="ratio = reference / ours", **pextra)
+            emit(f"i2s_paper_build_time_{name}_cache", round(run["build"], 2), "s",
+                 None if ref is None else round(ref, 2),
+                 None if ref is None else round(ref / run["build"], 2),
+                 note="ratio = original / ours", reference_source=src, **pextra)
         emit(
             "i2s_import_time",
             round(warm["imports"], 2),

@@ -1,12 +1,15 @@
-"""Benchmark: time to simulate the default synthetic entry (8000 particles, 64 px, 3 Å/px).
+"""Benchmark: simulating the default synthetic entry (8000 particles, 64 px, 3 Å/px), whole process.
 
 Prints JSON lines ``{"name", "value", "unit", "reference", "ratio"}``:
 
-* ``simulate_<preset>_seconds``: wall time of ``simulate_entry`` (reference: the 60 s goal),
-* ``simulate_<preset>_particles_per_s``,
-* ``simulate_vs_relion_project``: our time over ``relion_project --ctf --add_noise`` making the
-  same images from the same star files and ground-truth map (measured in the same run; only
-  when RELION is on PATH; RELION is single-threaded).
+* ``simulate_<preset>_seconds``: ``python -m cesped.simulate --preset <preset> --out DIR`` as a
+  whole process (imports, the map from the atomic model, projections, file writing); the
+  reference is ``relion_project --ctf --add_noise`` making the same images from the same star
+  files and ground-truth map, both half-sets, whole processes, in the same run (RELION is
+  single-threaded and does not build the map; ratio = RELION / cesped). Without RELION on PATH
+  the reference is "not measured";
+* ``simulate_<preset>_particles_per_s``, against the same reference;
+* the peak RSS of the cesped process.
 
 Example usage::
 
@@ -17,75 +20,75 @@ Example usage::
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import shutil
-import subprocess
+import sys
 import tempfile
-import time
 from pathlib import Path
 
-import torch
-
-from cesped.simulation import PRESETS, simulate_entry
-
-
-def _line(name, value, unit, reference, ratio=None):
-    if ratio is None and reference:
-        ratio = value / reference
-    print(json.dumps({"name": name, "value": value, "unit": unit, "reference": reference, "ratio": ratio}))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _launch import emit, load_average, measure  # noqa: E402
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="synth_6msm", choices=sorted(PRESETS))
+    p.add_argument("--preset", default="synth_6msm")
     p.add_argument("--n", type=int, default=None, help="override the number of particles")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workdir", default=None, help="where to write the entry (default: a temporary dir)")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    kwargs = dict(PRESETS[args.preset])
-    if args.n:
-        kwargs["n_particles"] = args.n
-    n = kwargs["n_particles"]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    env["PYTHONPATH"] = str(HERE.parent) + os.pathsep + env.get("PYTHONPATH", "")
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         out = Path(tmp) / args.preset
-        t0 = time.perf_counter()
-        simulate_entry(out, **kwargs, progress=False)
-        elapsed = time.perf_counter() - t0
-        _line(f"simulate_{args.preset}_seconds", elapsed, "s", 60.0 * n / 8000)
-        _line(f"simulate_{args.preset}_particles_per_s", n / elapsed, "particles/s", 8000 / 60.0)
-        if shutil.which("relion_project"):
-            t0 = time.perf_counter()
+        cmd = [sys.executable, "-m", "cesped.simulate", "--preset", args.preset, "--out", str(out)]
+        cmd.append("--no-progress")
+        if args.n:
+            cmd += ["--n", str(args.n)]
+        ours = measure(cmd, env=env, cwd=tmp)
+        from cesped.simulation.presets import PRESETS
+
+        n = int(args.n or PRESETS[args.preset]["n_particles"])
+        px = PRESETS[args.preset]["pixel_size"]
+        rel = None
+        if shutil.which("relion_project") and px:
+            rel = 0.0
             for h in (0, 1):
-                subprocess.run(
-                    [
-                        "relion_project",
-                        "--i",
-                        "gt_map.mrc",
-                        "--o",
-                        f"relion_{h}",
-                        "--ang",
-                        f"particles_{h}.star",
-                        "--ctf",
-                        "--add_noise",
-                        "--white_noise",
-                        "1",
-                        "--angpix",
-                        str(kwargs["pixel_size"]),
-                    ],
-                    cwd=out,
-                    check=True,
-                    capture_output=True,
-                )
-            relion = time.perf_counter() - t0
-            _line(
-                "simulate_vs_relion_project",
-                elapsed / relion,
-                "ratio (ours / relion_project)",
-                1.0,
-                ratio=elapsed / relion,
+                rcmd = [
+                    "relion_project", "--i", "gt_map.mrc", "--o", f"relion_{h}",
+                    "--ang", f"particles_{h}.star", "--ctf", "--add_noise", "--white_noise", "1",
+                    "--angpix", str(px),
+                ]  # fmt: skip
+                rel += measure(rcmd, env=env, cwd=out)["wall_s"]
+        extra = dict(
+            preset=args.preset,
+            threads=args.threads,
+            load_avg=load_average(),
+            command=f"python -m cesped.simulate --preset {args.preset} --out DIR",
+            reference_name="relion_project --ctf --add_noise, both half-sets (images only), same run"
+            if rel
+            else "not measured (relion_project not on PATH)",
+        )
+        emit(
+            f"simulate_{args.preset}_seconds",
+            round(ours["wall_s"], 2),
+            "s",
+            reference=None if rel is None else round(rel, 2),
+            ratio=None if rel is None else round(rel / ours["wall_s"], 2),
+            note="whole process both sides; ratio = RELION / cesped",
+            **extra,
+        )
+        if n:
+            emit(
+                f"simulate_{args.preset}_particles_per_s",
+                round(n / ours["wall_s"], 1),
+                "particles/s",
+                reference=None if rel is None else round(n / rel, 1),
+                ratio=None if rel is None else round(rel / ours["wall_s"], 2),
+                **extra,
             )
-            _line("relion_project_seconds", relion, "s", elapsed)
+        emit(f"simulate_{args.preset}_peak_rss", round(ours["peak_rss_mb"], 1), "MiB", **extra)
 
 
 if __name__ == "__main__":

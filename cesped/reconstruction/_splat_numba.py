@@ -5,33 +5,86 @@ time: rotate ``(kx, ky, 0)``, move points with ``x < 0`` to their Friedel mate (
 value), and add ``(re, im, weight)`` times the eight trilinear weights into the flat grid (in
 float32, the grid's precision). Each thread owns a slab of z planes of the one grid, so no
 atomics are needed. The per-image preparation (centring phase ramp, RELION's CTF with a
-vectorisable sine, weights) and the finalisation (Hermitian completion of the ``x = 0`` plane,
-Wiener-style division with the radial floor, gridding correction, soft mask) also run here, in
-compiled passes; the inverse FFT between them is
-:func:`cesped.reconstruction._inputs.windowed_irfftn`.
+vectorisable sine, weights) is compiled here too; the finalisation (division, inverse FFT,
+gridding correction, soft mask) is numpy, in :mod:`cesped.reconstruction.numba_grid`.
+Nothing is compiled at import: each kernel on its first call (or loaded from numba's cache).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 
 import numba
 import numpy as np
 
 __all__ = ["splat_batch", "prepare_batch", "ctf_row", "available_threads", "set_threads"]
 
+# Explicit signatures: exactly one specialisation of each kernel is compiled (or loaded from
+# numba's on-disk cache), never another for a different array layout. The kernels are serial
+# (no ``parallel=True``: its parfor passes about double the compile time and slow the cache
+# load); they release the GIL (``nogil``) and run in several Python threads at once, each on its
+# own z slab (splat) or range of images (preparation).
+_SPLAT_SIG = (
+    "void(float32[::1], int64, int64, float64[:, :, ::1], int64[::1], float64[::1], float64[::1], "
+    "float32[:, ::1], float32[:, ::1], float32[:, ::1], int64, int64, int64, int64)"
+)
+_SHELL_SIG = "void(int64, int64, float32[:, :, :, ::1], int64, int64, float64[:, ::1], float64[:, ::1])"
+_DIVIDE_SIG = "void(int64, int64, float32[:, :, :, ::1], int64, int64, float32[::1], complex64[:, :, ::1])"
+_PREPARE_SIG = (
+    "void(int64, int64, float32[:, :, ::1], int64[::1], float64[::1], float64[::1], float64[::1], "
+    "float64[::1], float64[::1], float64[::1], float64[:, ::1], int64, "
+    + ", ".join(["float64[::1]"] * 9)
+    + ", boolean, float32[:, ::1], float32[:, ::1], float32[:, ::1])"
+)
+
 
 def available_threads() -> int:
-    return int(numba.config.NUMBA_NUM_THREADS)
+    """Threads the kernels may use: the usable CPUs."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
-def set_threads(n: int) -> None:
-    numba.set_num_threads(max(1, min(int(n), available_threads())))
+def set_threads(n: int) -> None:  # kept for callers of the former parallel kernels
+    """No-op: the number of threads is an argument of :func:`splat_batch` / :func:`prepare_batch`."""
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def splat_batch(grid, slabs, cols, img_of, kx, ky, re, im, w, c, dy, dx, block=256):  # pragma: no cover
-    """Accumulate rotated central slices.
+@functools.cache
+def _pool(n_threads: int):
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="cesped-splat")
+
+
+def _run_parts(fn, parts, n_threads: int) -> None:
+    """Call ``fn(*part)`` for every part, on up to ``n_threads`` threads (``fn`` releases the GIL)."""
+    if n_threads <= 1 or len(parts) <= 1:
+        for part in parts:
+            fn(*part)
+        return
+    for fut in [_pool(int(n_threads)).submit(fn, *part) for part in parts]:
+        fut.result()
+
+
+@functools.cache
+def _kernel(name: str):
+    """The compiled kernel ``name`` (compiled, or loaded from numba's cache, on first use)."""
+    if name == "splat":
+        return numba.njit(_SPLAT_SIG, cache=True, nogil=True)(_splat_slab)
+    if name == "prepare":
+        return numba.njit(_PREPARE_SIG, cache=True, nogil=True)(_prepare_rows)
+    if name == "shell":
+        return numba.njit(_SHELL_SIG, cache=True, nogil=True)(_shell_sums_rows)
+    if name == "divide":
+        return numba.njit(_DIVIDE_SIG, cache=True, nogil=True)(_divide_rows)
+    raise KeyError(name)
+
+
+def splat_batch(grid, slabs, cols, img_of, kx, ky, re, im, w, c, dy, dx, block=256):
+    """Accumulate rotated central slices into ``grid``, one thread per z slab.
 
     grid : (L,) float32, flat (z, y, x, channel) grid
     slabs : (T + 1,) int64, z-plane bounds: thread ``t`` adds only to planes ``slabs[t] <= z <
@@ -42,12 +95,117 @@ def splat_batch(grid, slabs, cols, img_of, kx, ky, re, im, w, c, dy, dx, block=2
     kx, ky : (P,) float64, image frequencies (unpadded pixels)
     re, im, w : (B, P) float32, ``CTF·F`` real/imaginary parts and ``CTF²`` (weighted)
     c, dy, dx : int, grid centre offset for z/y and strides
-    block : int, points per block. The loop runs over blocks of points, then over the images:
-        with the points ordered by radius (``image_points`` does) and the images by slice
-        normal (``reconstruct`` does), one block of all images lands on a thin band of the grid
-        that stays in cache (about 1.5x faster than image by image: the splat is memory-bound).
+    block : int, points per block (see :func:`_splat_slab`)
     """
-    t_count = slabs.shape[0] - 1
+    kern = _kernel("splat")
+    parts = [
+        (grid, int(slabs[t]), int(slabs[t + 1]), cols, img_of, kx, ky, re, im, w, c, dy, dx, block)
+        for t in range(len(slabs) - 1)
+    ]
+    _run_parts(kern, parts, len(parts))
+
+
+def prepare_batch(*args, n_threads: int = 1):
+    """Centre, translate and CTF-weight a batch of images (see :func:`_prepare_rows` for the
+    arguments, less its first two), images split over ``n_threads`` threads."""
+    kern = _kernel("prepare")
+    b_count = args[0].shape[0]
+    nt = max(1, min(int(n_threads), b_count))
+    bounds = np.linspace(0, b_count, nt + 1).astype(np.int64)
+    parts = [(int(bounds[i]), int(bounds[i + 1]), *args) for i in range(nt) if bounds[i + 1] > bounds[i]]
+    _run_parts(kern, parts, nt)
+
+
+def _row_parts(m: int, n_threads: int) -> list[tuple[int, int]]:
+    bounds = np.linspace(0, m, max(1, int(n_threads)) + 1).astype(np.int64)
+    return [(int(bounds[i]), int(bounds[i + 1])) for i in range(len(bounds) - 1) if bounds[i + 1] > bounds[i]]
+
+
+def shell_weight_sums(grid, c: int, m: int, nsh: int, n_threads: int = 1):
+    """Per-shell sums of the Hermitian-completed weight over the unshifted half grid.
+
+    grid : (dz, dy, dx, 3) float32 accumulator (centred z/y, index ``k + c``).
+    Returns (nsh,) float64 sums and (nsh,) float64 voxel counts per shell ``round(|k|)``
+    (padded voxels) inside ``|k| < m/2`` (Nyquist); the last bin (outside) stays empty.
+    """
+    parts = _row_parts(m, n_threads)
+    part = np.zeros((len(parts), nsh))
+    pcnt = np.zeros((len(parts), nsh))
+    args = [(lo, hi, grid, c, m, part[i : i + 1], pcnt[i : i + 1]) for i, (lo, hi) in enumerate(parts)]
+    _run_parts(_kernel("shell"), args, len(parts))
+    return part.sum(axis=0), pcnt.sum(axis=0)
+
+
+def divide_to_unshifted(grid, c: int, m: int, floor_per_shell, n_threads: int = 1) -> np.ndarray:
+    """Complete the ``x = 0`` plane and divide by ``max(W, floor)``, into the unshifted half spectrum.
+
+    grid : (dz, dy, dx, 3) float32; floor_per_shell (nsh,) float32.
+    Returns (m, m, m//2+1) complex64, FFT order, zero outside Nyquist or where the denominator
+    is not positive.
+    """
+    out = np.empty((m, m, m // 2 + 1), dtype=np.complex64)
+    floor = np.ascontiguousarray(floor_per_shell, dtype=np.float32)
+    parts = _row_parts(m, n_threads)
+    _run_parts(_kernel("divide"), [(lo, hi, grid, c, m, floor, out) for lo, hi in parts], len(parts))
+    return out
+
+
+def _shell_sums_rows(uz_lo, uz_hi, grids, c, m, part, pcnt):  # pragma: no cover - compiled
+    """Kernel of :func:`shell_weight_sums` for the unshifted z rows ``uz_lo <= uz < uz_hi``
+    (adds into ``part[0]`` and ``pcnt[0]``)."""
+    hx = m // 2 + 1
+    rmax2 = (m / 2.0) ** 2
+    for uz in range(uz_lo, uz_hi):
+        kz = uz - m * (2 * uz >= m + 1)
+        for uy in range(m):
+            ky = uy - m * (2 * uy >= m + 1)
+            for kx in range(hx):
+                r2 = kz * kz + ky * ky + kx * kx
+                if r2 >= rmax2:
+                    continue
+                wv = np.float64(grids[kz + c, ky + c, kx, 2])
+                if kx == 0:
+                    wv += grids[c - kz, c - ky, 0, 2]
+                sh = int(math.floor(math.sqrt(r2) + 0.5))
+                part[0, sh] += wv
+                pcnt[0, sh] += 1.0
+
+
+def _divide_rows(uz_lo, uz_hi, grids, c, m, floor_per_shell, out):  # pragma: no cover - compiled
+    """Kernel of :func:`divide_to_unshifted` for the unshifted z rows ``uz_lo <= uz < uz_hi``."""
+    hx = m // 2 + 1
+    rmax2 = (m / 2.0) ** 2
+    for uz in range(uz_lo, uz_hi):
+        kz = uz - m * (2 * uz >= m + 1)
+        for uy in range(m):
+            ky = uy - m * (2 * uy >= m + 1)
+            for kx in range(hx):
+                r2 = kz * kz + ky * ky + kx * kx
+                if r2 >= rmax2:
+                    out[uz, uy, kx] = 0.0
+                    continue
+                vr = np.float64(grids[kz + c, ky + c, kx, 0])
+                vi = np.float64(grids[kz + c, ky + c, kx, 1])
+                wv = np.float64(grids[kz + c, ky + c, kx, 2])
+                if kx == 0:  # Friedel mate of the x = 0 plane
+                    vr += grids[c - kz, c - ky, 0, 0]
+                    vi -= grids[c - kz, c - ky, 0, 1]
+                    wv += grids[c - kz, c - ky, 0, 2]
+                den = max(np.float32(wv), floor_per_shell[int(math.floor(math.sqrt(r2) + 0.5))])
+                if den <= 0:
+                    out[uz, uy, kx] = 0.0
+                else:
+                    out[uz, uy, kx] = complex(vr / den, vi / den)
+
+
+def _splat_slab(grid, lo, hi, cols, img_of, kx, ky, re, im, w, c, dy, dx, block):  # pragma: no cover
+    """Kernel of :func:`splat_batch` for the z planes ``lo <= z < hi`` (compiled by numba).
+
+    The loop runs over blocks of ``block`` points, then over the images: with the points
+    ordered by radius (``image_points`` does) and the images by slice normal (``reconstruct``
+    does), one block of all images lands on a thin band of the grid that stays in cache (about
+    1.5x faster than image by image: the splat is memory-bound).
+    """
     q_count = cols.shape[0]
     p_count = kx.shape[0]
     sdz = dy * dx
@@ -56,88 +214,73 @@ def splat_batch(grid, slabs, cols, img_of, kx, ky, re, im, w, c, dy, dx, block=2
     kxf = kx.astype(np.float32)
     kyf = ky.astype(np.float32)
     one = np.float32(1.0)
-    for t in numba.prange(t_count):
-        lo = slabs[t]
-        hi = slabs[t + 1]
-        for p0 in range(0, p_count, block):
-            p1 = min(p0 + block, p_count)
-            for q in range(q_count):
-                j = img_of[q]
-                a00 = np.float32(cols[q, 0, 0])
-                a01 = np.float32(cols[q, 0, 1])
-                a10 = np.float32(cols[q, 1, 0])
-                a11 = np.float32(cols[q, 1, 1])
-                a20 = np.float32(cols[q, 2, 0])
-                a21 = np.float32(cols[q, 2, 1])
-                for p in range(p0, p1):
-                    x = a00 * kxf[p] + a01 * kyf[p]
-                    y = a10 * kxf[p] + a11 * kyf[p]
-                    z = a20 * kxf[p] + a21 * kyf[p]
-                    vi = im[j, p]
-                    if x < 0:  # Friedel mate: (x, y, z) -> -(x, y, z), value conjugated
-                        x = -x
-                        y = -y
-                        z = -z
-                        vi = -vi
-                    iz0 = np.int64(np.floor(z))
-                    iz = iz0 + c
-                    if iz + 1 < lo or iz >= hi:
+    for p0 in range(0, p_count, block):
+        p1 = min(p0 + block, p_count)
+        for q in range(q_count):
+            j = img_of[q]
+            a00 = np.float32(cols[q, 0, 0])
+            a01 = np.float32(cols[q, 0, 1])
+            a10 = np.float32(cols[q, 1, 0])
+            a11 = np.float32(cols[q, 1, 1])
+            a20 = np.float32(cols[q, 2, 0])
+            a21 = np.float32(cols[q, 2, 1])
+            for p in range(p0, p1):
+                x = a00 * kxf[p] + a01 * kyf[p]
+                y = a10 * kxf[p] + a11 * kyf[p]
+                z = a20 * kxf[p] + a21 * kyf[p]
+                vi = im[j, p]
+                if x < 0:  # Friedel mate: (x, y, z) -> -(x, y, z), value conjugated
+                    x = -x
+                    y = -y
+                    z = -z
+                    vi = -vi
+                iz0 = np.int64(np.floor(z))
+                iz = iz0 + c
+                if iz + 1 < lo or iz >= hi:
+                    continue
+                vr = re[j, p]
+                vw = w[j, p]
+                ix0 = np.int64(np.floor(x))
+                iy0 = np.int64(np.floor(y))
+                fx = x - np.float32(ix0)
+                fy = y - np.float32(iy0)
+                fz = z - np.float32(iz0)
+                gx = one - fx
+                gy = one - fy
+                w00 = gy * gx
+                w01 = gy * fx
+                w10 = fy * gx
+                w11 = fy * fx
+                base = (iy0 + c) * dx + ix0
+                # the two z planes of the 2x2x2 corners, each within this thread's slab
+                for oz in range(2):
+                    zz = iz + oz
+                    if zz < lo or zz >= hi:
                         continue
-                    vr = re[j, p]
-                    vw = w[j, p]
-                    ix0 = np.int64(np.floor(x))
-                    iy0 = np.int64(np.floor(y))
-                    fx = x - np.float32(ix0)
-                    fy = y - np.float32(iy0)
-                    fz = z - np.float32(iz0)
-                    gx = one - fx
-                    gy = one - fy
-                    w00 = gy * gx
-                    w01 = gy * fx
-                    w10 = fy * gx
-                    w11 = fy * fx
-                    base = (iy0 + c) * dx + ix0
-                    # the two z planes of the 2x2x2 corners, each within this thread's slab
-                    for oz in range(2):
-                        zz = iz + oz
-                        if zz < lo or zz >= hi:
-                            continue
-                        wz = fz if oz == 1 else one - fz
-                        k = 3 * (zz * sdz + base)
-                        a = wz * w00
-                        grid[k] += a * vr
-                        grid[k + 1] += a * vi
-                        grid[k + 2] += a * vw
-                        a = wz * w01
-                        grid[k + 3] += a * vr
-                        grid[k + 4] += a * vi
-                        grid[k + 5] += a * vw
-                        k += 3 * dx
-                        a = wz * w10
-                        grid[k] += a * vr
-                        grid[k + 1] += a * vi
-                        grid[k + 2] += a * vw
-                        a = wz * w11
-                        grid[k + 3] += a * vr
-                        grid[k + 4] += a * vi
-                        grid[k + 5] += a * vw
+                    wz = fz if oz == 1 else one - fz
+                    k = 3 * (zz * sdz + base)
+                    a = wz * w00
+                    grid[k] += a * vr
+                    grid[k + 1] += a * vi
+                    grid[k + 2] += a * vw
+                    a = wz * w01
+                    grid[k + 3] += a * vr
+                    grid[k + 4] += a * vi
+                    grid[k + 5] += a * vw
+                    k += 3 * dx
+                    a = wz * w10
+                    grid[k] += a * vr
+                    grid[k + 1] += a * vi
+                    grid[k + 2] += a * vw
+                    a = wz * w11
+                    grid[k + 3] += a * vr
+                    grid[k + 4] += a * vi
+                    grid[k + 5] += a * vw
 
 
-def as_numpy_inputs(cols, img_of, kx, ky, re, im, w):
-    """Convert torch CPU tensors to the contiguous numpy arrays the kernel expects."""
-    return (
-        np.ascontiguousarray(cols.numpy(), dtype=np.float64),
-        np.ascontiguousarray(img_of.numpy(), dtype=np.int64),
-        np.ascontiguousarray(kx.numpy(), dtype=np.float64),
-        np.ascontiguousarray(ky.numpy(), dtype=np.float64),
-        np.ascontiguousarray(re.numpy(), dtype=np.float32),
-        np.ascontiguousarray(im.numpy(), dtype=np.float32),
-        np.ascontiguousarray(w.numpy(), dtype=np.float32),
-    )
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
-def prepare_batch(
+def _prepare_rows(
+    b_lo,
+    b_hi,
     ft_ri,
     flat,
     kx,
@@ -162,7 +305,7 @@ def prepare_batch(
     out_im,
     out_w,
 ):  # pragma: no cover - compiled
-    """Centre, translate, CTF-weight the selected rfft2 points of a batch of images.
+    """Centre, translate, CTF-weight the selected rfft2 points of images ``b_lo <= b < b_hi``.
 
     ft_ri : (B, L, 2) float32, flat ``rfft2`` of the raw images (no ``ifftshift``), real and
         imaginary parts interleaved (a complex64 array viewed as float32)
@@ -176,11 +319,10 @@ def prepare_batch(
         bfac (B,) Å²; weight (B,) per-particle weights
     out_re, out_im, out_w : (B, P) float32, ``CTF·F`` and ``CTF²`` times weight·mult
     """
-    b_count = ft_ri.shape[0]
     p_count = flat.shape[0]
     two_pi_n = 2.0 * math.pi / n
     nx = n // 2 + 1
-    for b in numba.prange(b_count):
+    for b in range(b_lo, b_hi):
         sx = shifts[b, 0]
         sy = shifts[b, 1]
         wb = weight[b]
@@ -261,144 +403,3 @@ def ctf_row(
     if bfac != 0.0:
         for p in range(p_count):
             out[p] *= math.exp(-bfac * k2[p] / 4.0)
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
-def shell_weight_sums(grids, c, m, nsh):  # pragma: no cover - compiled
-    """Per-shell sums of the Hermitian-completed weight over the unshifted half grid.
-
-    grids : (T, dz, dy, dx, 3) float32 per-thread accumulators (centred z/y, index ``k + c``)
-    Returns (nsh,) float64 sums and (nsh,) float64 voxel counts per shell ``round(|k|)``
-    (padded voxels) inside ``|k| < m/2`` (Nyquist); the last bin (outside) stays empty.
-    """
-    t_count = grids.shape[0]
-    hx = m // 2 + 1
-    rmax2 = (m / 2.0) ** 2
-    part = np.zeros((m, nsh))
-    pcnt = np.zeros((m, nsh))
-    for uz in numba.prange(m):
-        kz = uz - m * (2 * uz >= m + 1)
-        for uy in range(m):
-            ky = uy - m * (2 * uy >= m + 1)
-            for kx in range(hx):
-                r2 = kz * kz + ky * ky + kx * kx
-                if r2 >= rmax2:
-                    continue
-                wv = 0.0
-                for t in range(t_count):
-                    wv += grids[t, kz + c, ky + c, kx, 2]
-                    if kx == 0:
-                        wv += grids[t, c - kz, c - ky, 0, 2]
-                sh = int(math.floor(math.sqrt(r2) + 0.5))
-                part[uz, sh] += wv
-                pcnt[uz, sh] += 1.0
-    out = np.zeros(nsh)
-    cnt = np.zeros(nsh)
-    for uz in range(m):
-        for s in range(nsh):
-            out[s] += part[uz, s]
-            cnt[s] += pcnt[uz, s]
-    return out, cnt
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
-def divide_to_unshifted(grids, c, m, floor_per_shell, out):  # pragma: no cover - compiled
-    """Sum the thread grids, complete the ``x = 0`` plane, divide by ``max(W, floor)``.
-
-    grids : (T, dz, dy, dx, 3) float32; floor_per_shell (nsh,) float64;
-    out : (m, m, m//2+1) complex64, unshifted FFT order, zero outside Nyquist or where the
-    denominator is not positive.
-    """
-    t_count = grids.shape[0]
-    hx = m // 2 + 1
-    rmax2 = (m / 2.0) ** 2
-    for uz in numba.prange(m):
-        kz = uz - m * (2 * uz >= m + 1)
-        for uy in range(m):
-            ky = uy - m * (2 * uy >= m + 1)
-            for kx in range(hx):
-                r2 = kz * kz + ky * ky + kx * kx
-                if r2 >= rmax2:
-                    out[uz, uy, kx] = 0.0
-                    continue
-                vr = 0.0
-                vi = 0.0
-                wv = 0.0
-                for t in range(t_count):
-                    vr += grids[t, kz + c, ky + c, kx, 0]
-                    vi += grids[t, kz + c, ky + c, kx, 1]
-                    wv += grids[t, kz + c, ky + c, kx, 2]
-                    if kx == 0:  # Friedel mate of the x = 0 plane
-                        vr += grids[t, c - kz, c - ky, 0, 0]
-                        vi -= grids[t, c - kz, c - ky, 0, 1]
-                        wv += grids[t, c - kz, c - ky, 0, 2]
-                wv = np.float32(wv)  # the accumulator precision, as the torch path
-                den = max(wv, np.float32(floor_per_shell[int(math.floor(math.sqrt(r2) + 0.5))]))
-                if den <= 0:
-                    out[uz, uy, kx] = 0.0
-                else:
-                    out[uz, uy, kx] = complex(vr / den, vi / den)
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
-def gridding_correct(vol, m, out):  # pragma: no cover - compiled
-    """Divide a centred window by the trilinear gridding kernel ``sinc²(r / m)``.
-
-    vol : (n, n, n) float32, origin at ``n // 2`` (the window of the ``m³`` inverse transform);
-    out : (n, n, n) float64.
-    """
-    n = vol.shape[0]
-    h = n // 2
-    for iz in numba.prange(n):
-        z = iz - h
-        for iy in range(n):
-            y = iy - h
-            for ix in range(n):
-                x = ix - h
-                r = math.sqrt(z * z + y * y + x * x) / m
-                s = 1.0
-                if r > 0:
-                    s = math.sin(math.pi * r) / (math.pi * r)
-                out[iz, iy, ix] = vol[iz, iy, ix] / (s * s)
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _cosine_edge(r, radius, width):  # pragma: no cover - compiled
-    """Weight of the background at radius ``r`` (>= radius): raised cosine over ``width``, then 1."""
-    if r > radius + width:
-        return 1.0
-    return 0.5 - 0.5 * math.cos(math.pi * (r - radius) / width)
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
-def soft_mask_inplace(vol, radius, width):  # pragma: no cover - compiled
-    """RELION's ``softMaskOutsideMap`` on a float64 ``(n, n, n)`` map, in place (centre ``n // 2``)."""
-    n = vol.shape[0]
-    h = n // 2
-    num = np.zeros(n)
-    den = np.zeros(n)
-    for iz in numba.prange(n):
-        z = iz - h
-        for iy in range(n):
-            y = iy - h
-            for ix in range(n):
-                x = ix - h
-                r = math.sqrt(z * z + y * y + x * x)
-                if r < radius:
-                    continue
-                rc = _cosine_edge(r, radius, width)
-                num[iz] += rc * vol[iz, iy, ix]
-                den[iz] += rc
-    tot = den.sum()
-    bg = num.sum() / tot if tot > 0 else 0.0
-    for iz in numba.prange(n):
-        z = iz - h
-        for iy in range(n):
-            y = iy - h
-            for ix in range(n):
-                x = ix - h
-                r = math.sqrt(z * z + y * y + x * x)
-                if r < radius:
-                    continue
-                rc = _cosine_edge(r, radius, width)
-                vol[iz, iy, ix] = vol[iz, iy, ix] * (1.0 - rc) + bg * rc

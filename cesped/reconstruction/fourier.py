@@ -206,7 +206,7 @@ def reconstruct_many(
         batch_size = _chunk_size(batch_size, grids[0].n_points, sym.shape[0])
         insert_star_chunks(grids, src, parts, order, variants, batch_size, ctf, voxel_size)
         for i in range(len(grids)):
-            vols.append(grids[i].finalize(gridding=gridding))
+            vols.append(grids[i].finalize(gridding=gridding, release=True))
             grids[i] = None  # free the grid before the next map's finalize
         return vols, voxel_size
     import torch

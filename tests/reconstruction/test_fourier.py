@@ -289,3 +289,25 @@ def test_shared_preprocessing_gives_the_plain_maps(c1_set):
         np.testing.assert_allclose(gt_map, plain_gt, atol=1e-5 * scale)
         np.testing.assert_allclose(pred_map, plain_pred, atol=1e-5 * scale)
         assert np.abs(pred_map - gt_map).max() > 1e-2 * scale  # the poses do matter
+
+
+def test_released_grid_refuses_further_use():
+    """finalize(release=True) returns the same map as finalize() and frees the grid: a later
+    insert or finalize is a clear error, not a map from an empty grid."""
+    from cesped.reconstruction.numba_grid import NumbaGrid
+
+    rng = np.random.default_rng(0)
+    rot = random_rotations(8, generator=torch.Generator().manual_seed(0)).numpy()
+    grids = [NumbaGrid(16, 2, np.eye(3)[None], n_threads=2) for _ in range(2)]
+    vals = [rng.normal(size=(8, grids[0].n_points)).astype(np.float32) for _ in range(2)]
+    w = np.abs(rng.normal(size=(8, grids[0].n_points))).astype(np.float32)
+    for g in grids:
+        g.insert_values(vals[0], vals[1], w, rot)
+    kept = grids[0].finalize()
+    released = grids[1].finalize(release=True)
+    np.testing.assert_array_equal(kept, released)
+    assert np.ptp(released) > 0
+    with pytest.raises(ValueError, match="released"):
+        grids[1].finalize()
+    with pytest.raises(ValueError, match="released"):
+        grids[1].insert_values(vals[0], vals[1], w, rot)
