@@ -323,6 +323,10 @@ _FIXED_MEANINGS = {
     "shiftsRMSE_A": "Root mean square error of the predicted in-plane shifts (Å); SO3xR2 predictions only.",
     "paper_columns_use": "Which flavour (masked or unmasked) fills the paper's columns.",
     "n_particles": "Number of particles evaluated.",
+    "mask_md5": "MD5 checksum of the mask file (which mask the masked metrics used).",
+    "frame": "fixed: poses scored in the entry's frame; free: each half-set first aligned to the truth "
+    "by one global rotation (methods whose poses live in their own map's frame).",
+    "frame_allow_mirror": "Whether the frame-free alignment could also flip the hand of the map.",
 }
 
 
@@ -355,6 +359,14 @@ def metric_meaning(key: str) -> str:
             f"FSCR{t}(GT,V) − FSCR{t}(GT0,GT1) (Å), {_FLAVOURS[m.group(2)]}: the resolution lost to "
             "the pose errors. Lower is better."
         )
+    if key.startswith("paper_columns_masked."):
+        return f"Whether the paper's column {key.split('.', 1)[1]} holds a masked value."
+    if key.startswith("references."):
+        ref, _, metric = key[len("references.") :].partition(".")
+        return f"{metric} of {ref} for this entry: a reference value, not a prediction."
+    m = re.fullmatch(r"(frame_.+|MAnE_unaligned)_half([01])(_deg)?", key)
+    if m:
+        return f"Frame-free alignment of half-set {m.group(2)}: {m.group(1)} (see cesped.evaluation.frames)."
     if key.startswith("paper_compatible."):
         from cesped.evaluation.paper_compat import ORIGINAL_KEYS
 
