@@ -20,6 +20,8 @@ import os
 import sys
 from pathlib import Path
 
+from cesped._cli import error_line
+
 __all__ = ["main", "build_parser"]
 
 
@@ -49,6 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, OSError) as e:  # bad input, a file that cannot be read or written
+        print(f"cesped.reconstruct: error: {error_line(e)}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
     star = Path(os.path.expanduser(args.star))
     if not star.is_file():
         raise FileNotFoundError(f"star file {star} not found")

@@ -23,6 +23,8 @@ import argparse
 import json
 import sys
 
+from cesped._cli import error_line
+
 __all__ = ["main", "build_parser"]
 
 
@@ -79,8 +81,8 @@ def main(argv=None) -> int:
             benchmark_dir=args.benchmark_dir,
             use_cache=args.use_cache,
         )
-    except (ValueError, FileNotFoundError) as e:
-        print(f"cesped.refine: error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:  # bad input, a file that cannot be read or written
+        print(f"cesped.refine: error: {error_line(e)}", file=sys.stderr)
         return 2
     print(json.dumps(summary))
     return 0

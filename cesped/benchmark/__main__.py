@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cesped._cli import error_line
+
 _RUN_KEYS = {
     "experiment",
     "entries",
@@ -175,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if cmd == "table":
             return _table(rest)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"cesped.benchmark {cmd}: error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:  # bad input, a file that cannot be read or written
+        print(f"cesped.benchmark {cmd}: error: {error_line(e)}", file=sys.stderr)
         return 2
     print(f"cesped.benchmark: unknown command {cmd!r} (run or table)\n\n{__doc__}", file=sys.stderr)
     return 2

@@ -40,7 +40,11 @@ class Projector:
     """
 
     def __init__(
-        self, volume, pad: float = 2.0, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+        self,
+        volume,
+        pad: float = 2.0,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
     ):
         vol = torch.as_tensor(volume)
         if vol.ndim != 3 or len(set(vol.shape)) != 1:
