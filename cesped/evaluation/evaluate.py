@@ -18,7 +18,10 @@ Pipeline (everything is validated before anything is written), one module per st
    ``rlnMaxValueProbDistribution``, pooled over halves), PCC and FSC resolutions (0.143, 0.5)
    of (GT0,GT1), (V0,V1), (GT,V), both masked and unmasked, and the differences
    dPCC = PCC(GT0,GT1) − PCC(GT,V), dFSCR = FSCR(GT,V) − FSCR(GT0,GT1);
-6. :mod:`~cesped.evaluation.outputs` -- maps, curves, plots, report and metrics in ``outdir``.
+6. :mod:`~cesped.evaluation.heterogeneity` -- for an entry declared heterogeneous (its info
+   files): the angular metrics per conformational state (or morph-coordinate bin) and per-state
+   maps compared with each state's true map (``metrics["heterogeneity"]``);
+7. :mod:`~cesped.evaluation.outputs` -- maps, curves, plots, report and metrics in ``outdir``.
 
 Every metric key says what it is, e.g. ``PCC(GT,V)_masked`` or ``FSCR0.143(V0,V1)_unmasked_A``.
 The paper's columns (``metrics.csv``) take the masked values when a mask is used.
@@ -35,6 +38,7 @@ import pandas as pd
 from cesped.evaluation import reconstruct
 from cesped.evaluation.entry import resolve_entry
 from cesped.evaluation.ground_truth import read_ground_truth, stack_pixel_size_warnings
+from cesped.evaluation.heterogeneity import evaluate_heterogeneity, read_heterogeneity, write_group_outputs
 from cesped.evaluation.masks import select_mask
 from cesped.evaluation.outputs import summary_table, write_outputs
 from cesped.evaluation.paper_compat import paper_compatible
@@ -221,6 +225,7 @@ def _run(
 
     entry = resolve_entry(targetName, benchmarkDir, symmetry)
     gts = [read_ground_truth(s) for s in entry.stars]
+    het = read_heterogeneity(entry.directory, gts)
     preds = [read_star(p) for p in pred_paths]
     box = int(pd.to_numeric(gts[0].optics["rlnImageSize"]).iloc[0])
     voxel_size = float(pd.to_numeric(gts[0].optics["rlnImagePixelSize"]).iloc[0])
@@ -242,7 +247,7 @@ def _run(
     if frame == "free":
         from cesped.evaluation.frames import align_half_sets
 
-        frame_info = align_half_sets(halves, entry.symmetry, allow_mirror=allow_mirror)
+        frame_info = align_half_sets(halves, entry.symmetry, allow_mirror=allow_mirror, sources=pred_paths)
     the_mask = select_mask(mask, entry, box, voxel_size)
     mask_arr = the_mask.array if the_mask is not None else None
     warnings = [w for g in gts for w in stack_pixel_size_warnings(g)]
@@ -294,8 +299,27 @@ def _run(
         metrics.update(paper)
         metrics["paper_compatible"] = {k: jsonable(v) for k, v in paper_compatible(metrics).items()}
         metrics["references"] = {"random poses": random_reference(halves, entry.symmetry, predictionType)}
+        het_maps, extra_plots = {}, []
+        if het is not None:
+            maps_kw = dict(
+                symmetry=entry.symmetry,
+                backend=backend,
+                device=device,
+                n_cpus=n_cpus,
+                use_pred_conf=usePredConfidence,
+                relion_bin=relion_bin,
+                singularity_img=singularityImgFile,
+                verbose=verbose,
+            )
+            block, het_maps = evaluate_heterogeneity(het, gts, halves, maps_kw, mask_arr, voxel_size, n_cpus)
+            metrics["heterogeneity"] = {k: jsonable(v) for k, v in block.items()}
         metrics = {k: jsonable(v) for k, v in metrics.items()}
         if stage is not None:
+            if het is not None:
+                stage.path.mkdir(parents=True, exist_ok=True)
+                extra_plots = write_group_outputs(
+                    stage.path, het, halves, metrics["heterogeneity"], het_maps, voxel_size, plots
+                )
             write_outputs(
                 stage.path,
                 metrics,
@@ -310,6 +334,7 @@ def _run(
                 mask_arr,
                 early_plots,
                 f"{entry.label}: {predictionType} predictions",
+                extra_plots=extra_plots,
             )
     finally:
         if early_plots is not None:

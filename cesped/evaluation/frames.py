@@ -361,7 +361,7 @@ def frame_free_metrics(
     return out, al
 
 
-def align_half_sets(halves, symmetry: str, allow_mirror: bool = False) -> dict:
+def align_half_sets(halves, symmetry: str, allow_mirror: bool = False, sources=None) -> dict:
     """Frame-free evaluation of both half-sets: align each to its ground truth, in place.
 
     Each half-set is aligned on its own (ab-initio methods run the halves independently). The
@@ -377,6 +377,8 @@ def align_half_sets(halves, symmetry: str, allow_mirror: bool = False) -> dict:
         The entry's point group.
     allow_mirror : bool
         Also try the other hand.
+    sources : sequence of 2 path-like, optional
+        The prediction files of the half-sets, named in errors (e.g. too few particles).
 
     Returns
     -------
@@ -395,7 +397,8 @@ def align_half_sets(halves, symmetry: str, allow_mirror: bool = False) -> dict:
         try:
             al = align_frames(pred, gt, symmetry, allow_mirror=allow_mirror)
         except ValueError as exc:
-            raise ValueError(f"half-set {h}: {exc}") from exc
+            where = f" ({sources[h]})" if sources is not None else ""
+            raise ValueError(f"frame='free', half-set {h}{where}: {exc}") from exc
         out[f"MAnE_unaligned_half{h}_deg"] = float(mean_angular_error(half.errors))
         half.pred.particles[ANGLES] = al.aligned_angles_deg()
         half.errors = al.errors_deg

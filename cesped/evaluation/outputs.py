@@ -13,7 +13,7 @@ from cesped.evaluation.scores import THRESHOLDS, jsonable
 __all__ = ["write_outputs", "write_plots", "summary_table"]
 
 
-def write_plots(outdir, metrics, freqs, curves, gt_avg, pred_avg, early_plots, title) -> None:
+def write_plots(outdir, metrics, freqs, curves, gt_avg, pred_avg, early_plots, title, extra_plots=()) -> None:
     """Map plots (FSC curves, central slices), the per-particle figures and report.html."""
     from cesped.evaluation import plots as pl
     from cesped.evaluation.report import write_report
@@ -35,6 +35,7 @@ def write_plots(outdir, metrics, freqs, curves, gt_avg, pred_avg, early_plots, t
             "Central slices of the ground-truth map GT and the predicted-pose map V.",
             outdir / "central_slices.png",
         ),
+        *list(extra_plots),
         *[(cap, outdir / name) for name, (cap, _) in figures.items()],
     ]
     write_report(outdir, metrics, None, plots=order, title=title, references=metrics.get("references"))
@@ -54,6 +55,7 @@ def write_outputs(
     mask_arr,
     early_plots,
     title: str = "cesped evaluation",
+    extra_plots=(),
 ) -> None:
     """Write maps, curves, plots, report and (last) the metrics into ``outdir``, each atomically.
 
@@ -61,7 +63,8 @@ def write_outputs(
     called by the evaluation (it is swapped in when everything is written).
 
     ``early_plots`` is the :class:`BackgroundPlots` job of the per-particle figures, or None
-    for no plots at all.
+    for no plots at all. ``extra_plots``: further (caption, png path) for the report, already
+    written (the per-conformation plot of a heterogeneous entry).
     """
     from cesped.evaluation.metrics import fsc_frequencies
     from cesped.io.atomic import atomic_open
@@ -83,10 +86,18 @@ def write_outputs(
     with atomic_open(outdir / "fsc_curves.csv") as fh:
         table.to_csv(fh, index=False, float_format="%.8g")
     if early_plots is not None:
-        write_plots(outdir, metrics, freqs, curves, gt_avg, pred_avg, early_plots, title)
+        write_plots(outdir, metrics, freqs, curves, gt_avg, pred_avg, early_plots, title, extra_plots)
     row = {k: jsonable(v) for k, v in paper.items()}
     # the original package's exact definitions beside ours (see cesped.evaluation.paper_compat)
     row.update({f"paper_compatible.{k}": v for k, v in metrics.get("paper_compatible", {}).items()})
+    # heterogeneous entries: the per-conformation metrics (scalars) as flat columns
+    row.update(
+        {
+            f"heterogeneity.{k}": v
+            for k, v in metrics.get("heterogeneity", {}).items()
+            if not isinstance(v, (list, dict))
+        }
+    )
     with atomic_open(outdir / "metrics.csv") as fh:
         pd.DataFrame([row]).to_csv(fh, index=False, float_format="%.6g")
     with atomic_open(outdir / "metrics.json") as fh:

@@ -16,6 +16,7 @@ __all__ = [
     "plot_fsc_curves",
     "plot_angular_errors",
     "plot_central_slices",
+    "plot_error_by_conformation",
     "figure",
     "save",
     "write_png",
@@ -150,3 +151,56 @@ def plot_central_slices(path, gt, pred) -> None:
             ax.set_xticks([])
             ax.set_yticks([])
     save(fig, path)
+
+
+def plot_error_by_conformation(path, kind: str, labels, errors_deg, bin_edges=None) -> Path:
+    """Angular error against conformation (heterogeneous entries).
+
+    Parameters
+    ----------
+    path : path
+        PNG destination.
+    kind : {"states", "morph"}
+        ``states``: bars of the mean and median error per state (particle counts on top);
+        ``morph``: each particle's error against its coordinate ``t`` (dots) with the mean and
+        median per bin (steps over ``bin_edges``).
+    labels : array (n,)
+        1-based states (int) or morph coordinates in [0, 1].
+    errors_deg : array (n,)
+        Per-particle angular errors (degrees).
+    bin_edges : array (b + 1,), optional
+        Morph bins (required for ``morph``).
+    """
+    lab = np.asarray(labels)
+    e = np.asarray(errors_deg, dtype=np.float64)
+    fig = figure((7, 4))
+    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.13, top=0.93)
+    ax = fig.add_subplot(1, 1, 1)
+    if kind == "states":
+        states = np.unique(lab.astype(np.int64))
+        x = np.arange(len(states))
+        means = [float(e[lab == s].mean()) for s in states]
+        medians = [float(np.median(e[lab == s])) for s in states]
+        ax.bar(x - 0.2, means, 0.4, label="mean (MAnE)", color="tab:blue")
+        ax.bar(x + 0.2, medians, 0.4, label="median", color="tab:orange")
+        for xi, s, m in zip(x, states, means):
+            ax.text(xi - 0.2, m, f"n={int((lab == s).sum())}", ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(x)
+        ax.set_xticklabels([f"state {int(s)}" for s in states])
+        ax.set_xlabel("conformational state (rlnClassNumber)")
+    else:
+        edges = np.asarray(bin_edges, dtype=np.float64)
+        ax.scatter(lab, e, s=3, alpha=0.25, color="grey", label="particles")
+        idx = np.clip(np.searchsorted(edges, lab, side="right") - 1, 0, len(edges) - 2)
+        for stat, name, color in (
+            (np.mean, "mean per bin", "tab:blue"),
+            (np.median, "median per bin", "tab:red"),
+        ):
+            vals = [float(stat(e[idx == b])) if (idx == b).any() else np.nan for b in range(len(edges) - 1)]
+            ax.stairs(vals, edges, label=name, color=color, lw=2)
+        ax.set_xlim(edges[0], edges[-1])
+        ax.set_xlabel("morph coordinate t (0: first structure, 1: second)")
+    ax.set_ylabel("angular error (degrees)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return save(fig, path)

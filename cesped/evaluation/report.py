@@ -367,6 +367,10 @@ def metric_meaning(key: str) -> str:
     m = re.fullmatch(r"(frame_.+|MAnE_unaligned)_half([01])(_deg)?", key)
     if m:
         return f"Frame-free alignment of half-set {m.group(2)}: {m.group(1)} (see cesped.evaluation.frames)."
+    if key.startswith("heterogeneity."):
+        from cesped.evaluation.heterogeneity import key_meaning
+
+        return key_meaning(key)
     if key.startswith("paper_compatible."):
         from cesped.evaluation.paper_compat import ORIGINAL_KEYS
 

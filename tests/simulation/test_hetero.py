@@ -173,6 +173,21 @@ def test_dataset_metadata_carries_the_conformation(states):
         assert md[STATE_COLUMN] == int(star.particles[STATE_COLUMN].iloc[i])
 
 
+def test_dataset_metadata_carries_the_morph_coordinate_in_batches(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from cesped.data.dataset import ParticlesDataset
+
+    d = simulate_entry(tmp_path / "m", ADK, morph=True, morph_frames=5, **TINY)
+    star = read_star(d / "particles_1.star")
+    ds = ParticlesDataset(str(d), 1, download=False)
+    seen = []
+    for _, _, _, md in DataLoader(ds, batch_size=8):
+        seen.extend(np.asarray(md[MORPH_COLUMN], dtype=np.float64).tolist())
+    assert seen == star.particles[MORPH_COLUMN].astype(float).tolist()
+    assert ds[0][3][MORPH_COLUMN] == float(star.particles[MORPH_COLUMN].iloc[0])
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
