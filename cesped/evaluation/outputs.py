@@ -145,4 +145,9 @@ def summary_table(metrics: dict) -> str:
                 key = f"{r}_{fl}"
             vals.append(f(metrics.get(key), 3 if is_res else 4))
         lines.append(f"{r + unit:<34}{vals[0]:>12}{vals[1]:>12}")
+    het = metrics.get("heterogeneity") or {}
+    for g in het.get("groups", []):
+        n = het.get(f"{g}.n_particles")
+        label = f"MAnE {g} (deg, n={n})"
+        lines.append(f"{label:<34}{f(het.get(f'{g}.MAnE_deg'), 3)}")
     return "\n".join(lines)

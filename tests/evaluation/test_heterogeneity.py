@@ -83,6 +83,9 @@ def test_states_per_state_errors_maps_csv_and_report(states, tmp_path):
     row = pd.read_csv(out / "metrics.csv").iloc[0]
     for key in ("state1.MAnE_deg", "state2.MAnE_deg", "state2.FSCR0.5(V,true2)_masked_A"):
         assert row[f"heterogeneity.{key}"] == pytest.approx(saved[key], rel=1e-5, abs=1e-5)
+    from cesped.evaluation.outputs import summary_table
+
+    assert "MAnE state2 (deg, n=120)          30.000" in summary_table(m)
     html = (out / "report.html").read_text()
     assert (out / "error_by_conformation.png").is_file()
     assert "Angular error per conformational state" in html
