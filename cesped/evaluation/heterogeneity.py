@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cesped.evaluation.predictions import ANGLES, FOM, IMAGE
+from cesped.evaluation.predictions import FOM, IMAGE
 
 __all__ = [
     "N_MORPH_BINS",
@@ -243,7 +243,7 @@ def group_maps(het, gts, halves, symmetry, backend, device, n_cpus, use_pred_con
     dict
         group -> (GT map, V map), float64 (n, n, n); a group without particles is left out.
     """
-    from cesped.evaluation.reconstruct import origin_shifts, reconstruct_half
+    from cesped.evaluation.reconstruct import gt_and_pred_maps
 
     for g in gts[1:]:
         if not g.optics.reset_index(drop=True).equals(gts[0].optics.reset_index(drop=True)):
@@ -253,7 +253,7 @@ def group_maps(het, gts, halves, symmetry, backend, device, n_cpus, use_pred_con
             )
     idx = [group_labels(het, lab) for lab in het.labels]
     out = {}
-    for name, _ in het.map_groups.items():
+    for name in het.map_groups:
         g = het.groups.index(name)
         sels = [i == g for i in idx]
         if sum(int(s.sum()) for s in sels) == 0:
@@ -261,27 +261,7 @@ def group_maps(het, gts, halves, symmetry, backend, device, n_cpus, use_pred_con
         gt = _subset(list(gts), sels)
         pred = _subset([h.pred for h in halves], sels)
         gt_fom = use_pred_conf and FOM in gt.particles.columns
-        if backend == "native":
-            from cesped.reconstruction.fourier import reconstruct_many
-
-            pp = pred.particles
-            poses = [
-                {
-                    "angles": gt.particles[ANGLES].to_numpy(dtype=np.float64),
-                    "shifts_A": origin_shifts(gt.particles),
-                    "weights": gt.particles[FOM].to_numpy(dtype=np.float64) if gt_fom else None,
-                },
-                {
-                    "angles": pp[ANGLES].to_numpy(dtype=np.float64),
-                    "shifts_A": origin_shifts(pp),
-                    "weights": pp[FOM].to_numpy(dtype=np.float64) if use_pred_conf else None,
-                },
-            ]
-            (gv, pv), _ = reconstruct_many(gt, poses, symmetry=symmetry, device=device, n_threads=n_cpus)
-        else:
-            gv, _ = reconstruct_half(gt, symmetry, backend, device, n_cpus, gt_fom, **kw)
-            pv, _ = reconstruct_half(pred, symmetry, backend, device, n_cpus, use_pred_conf, **kw)
-        out[name] = (np.asarray(gv, dtype=np.float64), np.asarray(pv, dtype=np.float64))
+        out[name] = gt_and_pred_maps(gt, pred, symmetry, backend, device, n_cpus, gt_fom, use_pred_conf, **kw)
     return out
 
 

@@ -11,7 +11,15 @@ import pandas as pd
 from cesped.evaluation import gt_cache
 from cesped.evaluation.predictions import ANGLES, FOM, IMAGE
 
-__all__ = ["half_maps", "reconstruct_half", "gt_half_map", "native_gt_and_pred", "origin_shifts"]
+__all__ = [
+    "half_maps",
+    "reconstruct_half",
+    "gt_half_map",
+    "native_gt_and_pred",
+    "gt_and_pred_maps",
+    "pose_sets",
+    "origin_shifts",
+]
 
 
 def reconstruct_half(
@@ -89,23 +97,43 @@ def native_gt_and_pred(star_path, gt, pred, symmetry, device, n_cpus, gt_fom, pr
     if hit is not None:
         pred_vol, _ = reconstruct_half(pred, symmetry, "native", device, n_cpus, pred_fom)
         return hit[0], pred_vol
-    pp = pred.particles
-    poses = [
-        {
-            "angles": gt.particles[ANGLES].to_numpy(dtype=np.float64),
-            "shifts_A": origin_shifts(gt.particles),
-            "weights": gt.particles[FOM].to_numpy(dtype=np.float64) if gt_fom else None,
-        },
-        {
-            "angles": pp[ANGLES].to_numpy(dtype=np.float64),
-            "shifts_A": origin_shifts(pp),
-            "weights": pp[FOM].to_numpy(dtype=np.float64) if pred_fom else None,
-        },
-    ]
+    poses = pose_sets(gt, pred, gt_fom, pred_fom)
     (gt_vol, pred_vol), px = reconstruct_many(gt, poses, symmetry=symmetry, device=device, n_threads=n_cpus)
     if use_cache:
         gt_cache.store(key, gt_vol, px)
     return gt_vol, pred_vol
+
+
+def pose_sets(gt, pred, gt_fom: bool, pred_fom: bool) -> list[dict]:
+    """The ground-truth and the predicted poses of the same particles, as
+    :func:`cesped.reconstruction.fourier.reconstruct_many` takes them (``rlnParticleFigureOfMerit``
+    weights where asked)."""
+    return [
+        {
+            "angles": st.particles[ANGLES].to_numpy(dtype=np.float64),
+            "shifts_A": origin_shifts(st.particles),
+            "weights": st.particles[FOM].to_numpy(dtype=np.float64) if fom else None,
+        }
+        for st, fom in ((gt, gt_fom), (pred, pred_fom))
+    ]
+
+
+def gt_and_pred_maps(gt, pred, symmetry, backend, device, n_cpus, gt_fom, pred_fom, **kw):
+    """Ground-truth-pose and predicted-pose maps of the same particles (not cached).
+
+    ``gt`` and ``pred`` are StarFiles of the same rows (``pred``: ``gt`` with the predicted
+    columns). Native: one pass over the images for both maps; RELION: two runs. Returns two
+    float64 (n, n, n) maps.
+    """
+    if backend == "native":
+        from cesped.reconstruction.fourier import reconstruct_many
+
+        poses = pose_sets(gt, pred, gt_fom, pred_fom)
+        (gv, pv), _ = reconstruct_many(gt, poses, symmetry=symmetry, device=device, n_threads=n_cpus)
+    else:
+        gv, _ = reconstruct_half(gt, symmetry, backend, device, n_cpus, gt_fom, **kw)
+        pv, _ = reconstruct_half(pred, symmetry, backend, device, n_cpus, pred_fom, **kw)
+    return np.asarray(gv, dtype=np.float64), np.asarray(pv, dtype=np.float64)
 
 
 def origin_shifts(particles) -> np.ndarray:

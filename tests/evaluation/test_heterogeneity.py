@@ -230,6 +230,11 @@ def test_relion_state_maps_match_their_own_true_map_as_cesped_says(states, tmp_p
         assert _fsc05_shell(rmap, truths[k]) > _fsc05_shell(rmap, truths[other])
     p0, p1 = _preds(states, tmp_path)
     het = evaluate(str(states), p0, p1, mask="none", plots=False, use_cache=False)["heterogeneity"]
+    # with the RELION backend the per-state ground-truth-pose map is RELION's map of those particles
+    out = tmp_path / "relion_eval"
+    evaluate(str(states), p0, p1, mask="none", plots=False, use_cache=False, backend="relion", outdir=out)
+    for k in (1, 2):
+        assert _pcc(read_map(out / f"gt_state{k}.mrc")[0], read_map(tmp_path / f"r{k}.mrc")[0]) > 0.999
     for k in (1, 2):
         other = 3 - k
         assert het[f"state{k}.PCC(GT,true{k})_unmasked"] > het[f"state{k}.PCC(GT,true{other})_unmasked"]
