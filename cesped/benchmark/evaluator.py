@@ -17,7 +17,6 @@ Example usage::
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,26 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from cesped._numpy import as_float64
+from cesped.geometry.angular_metrics import ANGULAR_KEYS, THRESHOLDS_DEG
 
 __all__ = ["Evaluator", "ANGULAR_KEYS", "THRESHOLDS_DEG"]
 
-THRESHOLDS_DEG = (5.0, 10.0, 30.0)
-"""The fraction of particles with an error strictly below each of these angles is reported."""
-LARGE_ERROR_DEG = 150.0
-"""The fraction of particles with an error strictly above this angle (flips) is reported."""
 ROTATION_TOL = 1e-3
 """Largest accepted ``|Rᵀ R − I|`` and ``|det R − 1|`` of a predicted rotation matrix."""
-
-ANGULAR_KEYS = (
-    "MAnE",
-    "wMAnE",
-    "median",
-    "frac_below_5deg",
-    "frac_below_10deg",
-    "frac_below_30deg",
-    "frac_above_150deg",
-)
-"""The metric keys every :meth:`Evaluator.eval` result holds (degrees or fractions in [0, 1])."""
 
 _IMAGE = "rlnImageName"
 _ANGLES = ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]
@@ -280,32 +265,14 @@ class Evaluator:
             ``rotmats`` not ``(n, 3, 3)``, non-finite or not rotations; ``confidence`` not ``(n,)``,
             non-finite or negative. Each message names the argument.
         """
-        from cesped.geometry.numpy_ops import (
-            mean_angular_error,
-            symmetry_aware_error,
-            weighted_mean_angular_error,
-        )
+        from cesped.geometry.angular_metrics import angular_metrics
+        from cesped.geometry.numpy_ops import symmetry_aware_error
 
         rows = self._rows(ids, complete)
         r = self._rotations(rotmats, rows.size)
         conf = None if confidence is None else self._confidence(confidence, rows.size)
         err = symmetry_aware_error(np.take(self.true_rotmats, rows, axis=0), r, self.symmetry)
-        w = self.gt_confidence[rows]
-        out = {
-            "MAnE": mean_angular_error(err),
-            "wMAnE": weighted_mean_angular_error(err, w) if w.sum() > 0 else math.nan,
-            "median": float(np.median(err)),
-        }
-        for t in THRESHOLDS_DEG:
-            out[f"frac_below_{t:g}deg"] = float(np.count_nonzero(err < t) / err.size)
-        out[f"frac_above_{LARGE_ERROR_DEG:g}deg"] = float(np.count_nonzero(err > LARGE_ERROR_DEG) / err.size)
-        out["n"] = int(err.size)
-        out["gt_weight_sum"] = float(w.sum())
-        if conf is not None:
-            out["predconf_weighted_MAnE"] = (
-                weighted_mean_angular_error(err, conf) if conf.sum() > 0 else math.nan
-            )
-        return out
+        return angular_metrics(err, self.gt_confidence[rows], conf)
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
