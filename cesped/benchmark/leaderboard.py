@@ -348,12 +348,11 @@ def render_markdown(board: Leaderboard) -> str:
 
 def render_html(board: Leaderboard) -> str:
     """The leaderboard as one self-contained HTML page in the evaluation report's style."""
-    from cesped.evaluation.report import _CSS
+    from cesped.evaluation.style import page_head
 
     e = html.escape
     parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>cesped leaderboard</title>",
-        f"<style>{_CSS}</style></head><body><h1>cesped leaderboard</h1>",
+        page_head("cesped leaderboard") + "<h1>cesped leaderboard</h1>",
         "<p>Mean ± standard deviation over seeds (ddof=1). Δ: differences to the ground-truth maps "
         "(ΔPCC = PCC(GT0,GT1) − PCC(GT,V), ΔFSCR = FSCR(GT,V) − FSCR(GT0,GT1)). "
         "Time: training + prediction + evaluation.</p>",

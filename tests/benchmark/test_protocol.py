@@ -160,6 +160,9 @@ def test_leaderboard_numbers_equal_the_records(protocol_out, tiny_bench, tmp_pat
     assert (tmp_path / "leaderboard.md").read_text() == md
     page = (tmp_path / "leaderboard.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "random poses (reference)" in page and "tinyB" in page
+    from cesped.evaluation.style import CSS
+
+    assert CSS in page  # the evaluation report's style sheet
 
 
 def _section(md: str, line: str) -> str:
