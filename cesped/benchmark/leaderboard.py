@@ -164,6 +164,16 @@ def _row(method: str, recs: list[dict], min_seeds: int) -> Row:
     return row
 
 
+def _as_refined(r: dict) -> dict:
+    """A record seen through its refined poses (``run ... refine=true``): the refined metrics, and
+    the time of training + prediction + refinement + evaluation of the refined poses."""
+    t = dict(r["timings_s"])
+    pred, refine = t.get("predict"), t.get("refine")
+    t["predict"] = None if pred is None or refine is None else pred + refine
+    t["evaluate"] = t.get("evaluate_refined")
+    return {**r, "metrics": r["refined"]["metrics"], "timings_s": t}
+
+
 def _entry_checksum_on_disk(entry: str, benchmark_dir) -> str | None:
     from cesped.data.local import entry_paths, is_available
 
@@ -245,6 +255,12 @@ def build_leaderboard(
         for _, r in items:
             methods.setdefault(r["method"]["name"], []).append(r)
         rows = [_row(m, rs, min_seeds) for m, rs in methods.items()]
+        for m, rs in methods.items():
+            n_refined = sum(1 for r in rs if r.get("refined"))
+            if n_refined == len(rs):
+                rows.append(_row(f"{m} + refinement", [_as_refined(r) for r in rs], min_seeds))
+            elif n_refined:
+                notes.append(f"⚠ {entry}: {m}: only {n_refined} of {len(rs)} records refined, no refined row")
         main = sorted(
             (r for r in rows if r.kind in ("trained", "predictions")),
             key=lambda r: (r.stats["MAnE"] or (math.inf,))[0],

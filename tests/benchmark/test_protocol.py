@@ -392,6 +392,14 @@ def test_refine_records_raw_and_refined_metrics_and_resumes(tiny_bench, user_pre
     )
     assert m["MAnE_deg"] != r["metrics"]["MAnE_deg"]  # the refined poses are not the raw ones
     assert r["timings_s"]["refine"] > 0 and r["timings_s"]["evaluate_refined"] > 0
+    # the leaderboard shows the refined poses as a row of their own
+    from cesped.benchmark.leaderboard import build_leaderboard
+
+    board = build_leaderboard([tmp_path / "records"], benchmark_dir=tiny_bench, compute_random=False)
+    rows = {row.method: row for row in board.tables["tinyA"]}
+    assert rows["MyNet"].stats["MAnE"][0] == r["metrics"]["MAnE"]
+    assert rows["MyNet + refinement"].stats["MAnE"][0] == m["MAnE"]
+    assert "| MyNet + refinement |" in board.markdown()
     # a second run (the record deleted, as after a kill before writing it) does not refine again
     path.unlink()
     calls.clear()
