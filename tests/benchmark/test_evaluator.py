@@ -186,6 +186,21 @@ def test_evaluator_id_forms_give_the_rows_of_a_dict_lookup(tiny_bench):
         ev.eval([ev.ids[0], 7, 8.5], ev.true_rotmats[:3])
 
 
+def test_evaluator_id_lookup_without_pyarrow(tiny_bench, monkeypatch):
+    """Without pyarrow, pandas' hash lookup finds the same rows and refuses the same unknown ids."""
+    import sys
+
+    from cesped.benchmark.evaluator import Evaluator
+
+    ev = Evaluator("tinyA", 0, benchmarkDir=tiny_bench)
+    ids = ev.ids[np.random.default_rng(4).permutation(len(ev))]
+    with_arrow = ev._lookup(ids)
+    fresh = Evaluator("tinyA", 0, benchmarkDir=tiny_bench)  # (reading the star file uses pyarrow)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # from here, import pyarrow raises ImportError
+    np.testing.assert_array_equal(fresh._lookup(ids), with_arrow)
+    assert fresh._lookup(np.array(["000999@nowhere.mrcs"], dtype=object)).tolist() == [-1]
+
+
 def test_evaluator_unknown_entry_and_halfset(tiny_bench):
     from cesped.benchmark.evaluator import Evaluator
 
