@@ -4,7 +4,7 @@ Usage::
 
     python -m cesped.benchmark run experiment=<name> entries=[synth_6msm,...] seeds=[0,1,2] \\
         [outdir=benchmark_results] [method=<name>] [benchmark_dir=DIR] [n_cpus=2] [device=cpu] \\
-        [save_maps=false] [random_reference=true] [<training override> ...]
+        [save_maps=false] [refine=false] [random_reference=true] [<training override> ...]
     python -m cesped.benchmark run method=<name> predictions=<template> entries=[...] seeds=[...] \\
         [method_config=<file.json|yaml>] [outdir=...]
     python -m cesped.benchmark table RESULTS... [--out DIR] [--benchmarkDir DIR] [--no-random]
@@ -15,8 +15,10 @@ predicts the other half, evaluates, and writes one results record per (entry, se
 ``<outdir>/records``; a second call continues where the first stopped. Any other ``key=value``
 is a Hydra override of the training config (e.g. ``trainer.max_epochs=5``). With
 ``predictions=`` (a template with ``{entry}``, ``{seed}``, ``{half}``) a user's prediction files
-are evaluated instead. ``table`` prints the leaderboard (Markdown) of the records (files or
-directories), and with ``--out`` writes ``leaderboard.md`` and ``leaderboard.html`` there.
+are evaluated instead. ``refine=true`` also refines both prediction files
+(:func:`cesped.refinement.api.refine_star`) and records the refined metrics beside the raw
+ones. ``table`` prints the leaderboard (Markdown) of the records (files or directories), and
+with ``--out`` writes ``leaderboard.md`` and ``leaderboard.html`` there.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ _RUN_KEYS = {
     "n_cpus",
     "device",
     "save_maps",
+    "refine",
     "random_reference",
 }
 # training keys the protocol sets itself: a user's value would silently be overridden or clash
@@ -102,7 +105,7 @@ def parse_run_args(argv: list[str]):
                 raise ValueError(f"seeds: expected a list of integers, got {value!r}") from None
         elif key == "n_cpus":
             kw[key] = int(value)
-        elif key in ("save_maps", "random_reference"):
+        elif key in ("save_maps", "refine", "random_reference"):
             kw[key] = _bool(key, value)
         elif key == "method_config":
             kw[key] = _load_config_file(value)

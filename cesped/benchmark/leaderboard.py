@@ -164,6 +164,16 @@ def _row(method: str, recs: list[dict], min_seeds: int) -> Row:
     return row
 
 
+def _as_refined(r: dict) -> dict:
+    """A record seen through its refined poses (``run ... refine=true``): the refined metrics, and
+    the time of training + prediction + refinement + evaluation of the refined poses."""
+    t = dict(r["timings_s"])
+    pred, refine = t.get("predict"), t.get("refine")
+    t["predict"] = None if pred is None or refine is None else pred + refine
+    t["evaluate"] = t.get("evaluate_refined")
+    return {**r, "metrics": r["refined"]["metrics"], "timings_s": t}
+
+
 def _entry_checksum_on_disk(entry: str, benchmark_dir) -> str | None:
     from cesped.data.local import entry_paths, is_available
 
@@ -245,6 +255,12 @@ def build_leaderboard(
         for _, r in items:
             methods.setdefault(r["method"]["name"], []).append(r)
         rows = [_row(m, rs, min_seeds) for m, rs in methods.items()]
+        for m, rs in methods.items():
+            n_refined = sum(1 for r in rs if r.get("refined"))
+            if n_refined == len(rs):
+                rows.append(_row(f"{m} + refinement", [_as_refined(r) for r in rs], min_seeds))
+            elif n_refined:
+                notes.append(f"⚠ {entry}: {m}: only {n_refined} of {len(rs)} records refined, no refined row")
         main = sorted(
             (r for r in rows if r.kind in ("trained", "predictions")),
             key=lambda r: (r.stats["MAnE"] or (math.inf,))[0],
@@ -348,12 +364,11 @@ def render_markdown(board: Leaderboard) -> str:
 
 def render_html(board: Leaderboard) -> str:
     """The leaderboard as one self-contained HTML page in the evaluation report's style."""
-    from cesped.evaluation.report import _CSS
+    from cesped.evaluation.style import page_head
 
     e = html.escape
     parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>cesped leaderboard</title>",
-        f"<style>{_CSS}</style></head><body><h1>cesped leaderboard</h1>",
+        page_head("cesped leaderboard") + "<h1>cesped leaderboard</h1>",
         "<p>Mean ± standard deviation over seeds (ddof=1). Δ: differences to the ground-truth maps "
         "(ΔPCC = PCC(GT0,GT1) − PCC(GT,V), ΔFSCR = FSCR(GT,V) − FSCR(GT0,GT1)). "
         "Time: training + prediction + evaluation.</p>",

@@ -16,6 +16,8 @@ Layout of ``outdir``::
         checkpoints/, csv/, predictions_<1-h>.star,
         protocol_trained.json                       written when training has finished
         protocol_half.json                          written when the prediction has finished
+    runs/<method>/<entry>/seed<k>/refined/          refine=true: predictions_<h>.star refined,
+        protocol_refined_<h>.json                   written when half-set h is refined
     runs/random-poses/<entry>/predictions_<h>.star
 
 Resuming: a run that is started again skips every (entry, seed) whose record exists, every
@@ -89,6 +91,11 @@ class ProtocolConfig:
     n_cpus, device : evaluation threads and reconstruction device.
     save_maps : bool
         Keep the evaluation's maps and metrics files in ``runs/.../seed<k>/evaluation``.
+    refine : bool
+        Also refine both prediction files (:func:`cesped.refinement.api.refine_star`, local search
+        against the map of the other half-set's ground-truth poses, ``device``) into
+        ``runs/.../seed<k>/refined/predictions_<h>.star`` and evaluate them: the record then
+        holds the raw and the refined metrics (``refined``).
     random_reference : bool
         Write each entry's random-poses reference record.
     """
@@ -105,6 +112,7 @@ class ProtocolConfig:
     n_cpus: int = 2
     device: str = "cpu"
     save_maps: bool = False
+    refine: bool = False
     random_reference: bool = True
     command: list[str] | None = None
 
@@ -392,6 +400,37 @@ def random_poses_record(
     )
 
 
+# ------------------------------------------------------------------------------- refinement
+
+
+def refine_pair(cfg: ProtocolConfig, entry: str, seed: int, preds: dict[int, str]) -> tuple[dict, dict]:
+    """Refine both prediction files unless done earlier; return (refined paths, summaries).
+
+    Each half-set's poses are refined against the map of the other half-set's ground truth
+    (:func:`cesped.refinement.api.refine_star` defaults: its own labels are never read).
+    ``refined/protocol_refined_<h>.json`` marks a finished half-set (with the input file it
+    refined: other predictions are refined again).
+    """
+    from cesped.refinement.api import refine_star
+
+    rdir = cfg.run_dir(entry, seed) / "refined"
+    out, summaries = {}, {}
+    for h in (0, 1):
+        dst, done = rdir / f"predictions_{h}.star", rdir / f"protocol_refined_{h}.json"
+        if done.is_file() and dst.is_file():
+            state = _read_json(done)
+            if state.get("input") == str(preds[h]):
+                _log(f"{entry} seed {seed} half-set {h}: refined earlier ({dst})")
+                out[h], summaries[h] = str(dst), state["summary"]
+                continue
+        _log(f"{entry} seed {seed} half-set {h}: refining")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        summary = refine_star(entry, h, preds[h], dst, device=cfg.device, benchmark_dir=cfg.benchmark_dir)
+        _write_json(done, {"input": str(preds[h]), "summary": summary})
+        out[h], summaries[h] = str(dst), summary
+    return out, summaries
+
+
 # --------------------------------------------------------------------------------- protocol
 
 
@@ -451,6 +490,21 @@ def run_protocol(cfg: ProtocolConfig) -> list[Path]:
                 entry, preds, cfg.benchmark_dir, cfg.n_cpus, cfg.device, eval_dir
             )
             timings = {"evaluate": eval_s}
+            refined = None
+            if cfg.refine:
+                t0 = time.perf_counter()
+                rpreds, summaries = refine_pair(cfg, entry, seed, preds)
+                timings["refine"] = float(sum(v.get("seconds") or 0.0 for v in summaries.values()))
+                r_metrics, r_angular, timings["evaluate_refined"] = evaluate_pair(
+                    entry, rpreds, cfg.benchmark_dir, cfg.n_cpus, cfg.device
+                )
+                refined = {
+                    "metrics": r_metrics,
+                    "angular": r_angular,
+                    "predictions": {f"half{h}": rpreds[h] for h in (0, 1)},
+                    "refinement": {f"half{h}": summaries[h] for h in (0, 1)},
+                }
+                _log(f"{entry} seed {seed}: refined in {time.perf_counter() - t0:.0f} s")
             for what in ("train", "predict"):
                 vals = [halves[h][f"{what}_s"] for h in (0, 1)]
                 for h in (0, 1):
@@ -470,6 +524,7 @@ def run_protocol(cfg: ProtocolConfig) -> list[Path]:
                 timings,
                 {f"half{h}": str(preds[h]) for h in (0, 1)},
                 cfg.command,
+                refined=refined,
             )
             rec.write_record(path, record)
             _log(f"{entry} seed {seed}: MAnE {metrics.get('MAnE_deg'):.2f} deg, record {path}")

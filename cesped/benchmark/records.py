@@ -17,8 +17,14 @@ Schema ``cesped.benchmark.record`` version :data:`SCHEMA_VERSION` (every key is 
                     "train_half0", "train_half1", "predict_half0", "predict_half1"},
       "predictions": {"half0": path, "half1": path},
       "metrics": {…},                          # cesped.evaluation.evaluate.evaluate's dict
-      "angular": {"half0": {…}, "half1": {…}}  # cesped.Evaluator.eval of each half
+      "angular": {"half0": {…}, "half1": {…}}, # cesped.Evaluator.eval of each half
+      "refined": null | {"metrics": {…}, "angular": {…},   # the same, of the refined poses
+                         "predictions": {"half0", "half1"}, "refinement": {"half0": {…}, "half1": {…}}}
     }
+
+``refined`` (``run ... refine=true``: the predictions refined by
+:func:`cesped.refinement.api.refine_star`, with its summaries) is optional when reading, so the
+records written before it existed stay valid; :func:`new_record` always writes it.
 
 Entry checksum (``cesped-entry-v1``): SHA-256 over, for half-sets 0 and 1 in turn, the bytes of
 ``particles_<h>.star`` and ``info_<h>.json``, then for each image stack the star file names
@@ -220,8 +226,16 @@ def new_record(
     timings_s: dict,
     predictions: dict,
     command: list[str] | None = None,
+    refined: dict | None = None,
 ) -> dict:
-    """A complete record (module docstring), provenance filled in from this process."""
+    """A complete record (module docstring), provenance filled in from this process.
+
+    ``refined``: None, or ``{"metrics", "angular", "predictions", "refinement"}`` of the refined poses.
+    """
+    if refined is not None:
+        missing = [k for k in ("metrics", "angular", "predictions", "refinement") if k not in refined]
+        if missing:
+            raise ValueError(f"refined: lacks {', '.join(missing)}")
     if method_kind not in METHOD_KINDS:
         raise ValueError(f"method kind must be one of {METHOD_KINDS}, got {method_kind!r}")
     return {
@@ -240,6 +254,7 @@ def new_record(
         "predictions": dict(predictions),
         "metrics": dict(metrics),
         "angular": dict(angular),
+        "refined": None if refined is None else dict(refined),
     }
 
 
@@ -297,6 +312,9 @@ def validate_record(rec, where: str) -> dict:
         raise ValueError(f"{where}: method must hold a name and a kind in {METHOD_KINDS}, got {m!r}")
     if not isinstance(rec["metrics"], dict):
         raise ValueError(f"{where}: metrics must be a JSON object")
+    refined = rec.get("refined")
+    if refined is not None and not (isinstance(refined, dict) and isinstance(refined.get("metrics"), dict)):
+        raise ValueError(f"{where}: refined must be null or a JSON object with a metrics object")
     if rec["entry_checksum_method"] != CHECKSUM_METHOD:
         raise ValueError(
             f"{where}: entry checksum method {rec['entry_checksum_method']!r}, "

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cesped.evaluation.style import page_head
 from cesped.io.atomic import atomic_open
 
 __all__ = [
@@ -532,18 +533,6 @@ def _full_rows(metrics: Mapping[str, object], descriptions: Mapping[str, str]) -
     return rows
 
 
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1150px;color:#222}
-h1{font-size:1.5em} h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:.92em}
-td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
-th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums}
-td.value{font-weight:600}
-figure{margin:1em 0} img{max-width:100%} figcaption{font-size:.85em;color:#555}
-.note{font-size:.85em;color:#555} details summary{cursor:pointer;font-weight:600;margin:1em 0}
-"""
-
-
 def write_report(
     outdir,
     metrics: Mapping[str, object],
@@ -627,9 +616,7 @@ def write_report(
         if key in metrics
     ]
     body = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        page_head(title),
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="note">{" · ".join(context)}</p>' if context else "",
         '<h2 id="summary-title">Summary</h2>',

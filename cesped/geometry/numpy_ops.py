@@ -12,12 +12,13 @@ multiplication.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
 from cesped._numpy import as_float64
-from cesped.geometry._formulas import relion_matrix_rows, rotation_angle_parts
+from cesped.geometry._formulas import relion_matrix_rows
 from cesped.geometry.symmetry import symmetry_matrices_np
 
 __all__ = [
@@ -51,9 +52,31 @@ def euler_to_matrix(angles) -> np.ndarray:
     return np.swapaxes(relion_matrix(angles), -1, -2)
 
 
-def _angle_deg(M: np.ndarray) -> np.ndarray:
-    sx, sy, sz, two_cos = rotation_angle_parts(M)
-    return np.rad2deg(np.arctan2(np.sqrt(sx * sx + sy * sy + sz * sz), two_cos))
+_CHUNK = 1 << 16
+"""Particles per block of :func:`symmetry_aware_error` (its temporaries: a few MB per group element)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _error_map(symmetry: str) -> np.ndarray:
+    """``W`` (4G, 9): ``W @ vec(N)`` gives, for each group element ``g``, the parts of
+    :func:`cesped.geometry._formulas.rotation_angle_parts` of ``gᵀ N`` (``sx, sy, sz`` and the
+    trace), ``vec`` row-major. Read-only, cached per symmetry."""
+    group = symmetry_matrices_np(symmetry)
+    w = np.zeros((len(group), 4, 3, 3))
+    for k, g in enumerate(group):
+        # (gᵀ N)_ij = Σ_l g_li N_lj: the coefficient of N_lj is g_li, in column j
+        def entry(i, j, g=g):
+            e = np.zeros((3, 3))
+            e[:, j] = g[:, i]
+            return e
+
+        w[k, 0] = entry(2, 1) - entry(1, 2)
+        w[k, 1] = entry(0, 2) - entry(2, 0)
+        w[k, 2] = entry(1, 0) - entry(0, 1)
+        w[k, 3] = entry(0, 0) + entry(1, 1) + entry(2, 2)
+    w = w.reshape(-1, 9)
+    w.setflags(write=False)
+    return w
 
 
 def symmetry_aware_error(R_true, R_pred, symmetry: str = "C1") -> np.ndarray:
@@ -62,23 +85,38 @@ def symmetry_aware_error(R_true, R_pred, symmetry: str = "C1") -> np.ndarray:
     Parameters
     ----------
     R_true, R_pred : array-like (..., 3, 3)
-        Ground-truth and predicted label matrices (broadcast).
+        Ground-truth and predicted label matrices (broadcast). ``R_true`` must be a rotation (to
+        rounding, e.g. from Euler angles): the angle of ``R_trueᵀ gᵀ R_pred`` is computed as
+        that of its conjugate ``gᵀ N`` with ``N = R_pred R_trueᵀ``, so that one product per
+        particle and one linear map (``(4G, 9) @ (9, n)``) give every group element's angle.
+
     symmetry : str
         Point group, e.g. ``"C1"``, ``"D2"``.
 
     Returns
     -------
     np.ndarray (...) float64
-        Degrees in [0, 180]; one pass per group element, memory O(n).
+        Degrees in [0, 180]: ``atan2(|skew part|, tr − 1)`` of the relative rotation (accurate
+        near 0° and 180°), minimised over the group; memory O(G · 65536) per block of particles.
     """
     a = _float64(R_true, "R_true", (3, 3))
     b = _float64(R_pred, "R_pred", (3, 3))
-    at = np.swapaxes(a, -1, -2)
-    best = None
-    for g in symmetry_matrices_np(symmetry):
-        ang = _angle_deg(at @ (g.T @ b))
-        best = ang if best is None else np.minimum(best, ang)
-    return best
+    a, b = np.broadcast_arrays(a, b)
+    shape = a.shape[:-2]
+    a = a.reshape(-1, 3, 3)
+    b = b.reshape(-1, 3, 3)
+    w = _error_map(symmetry)
+    n_g = w.shape[0] // 4
+    out = np.empty(a.shape[0])
+    step = max(1024, _CHUNK // n_g)
+    for s in range(0, a.shape[0], step):
+        blk = slice(s, s + step)
+        n_rel = (b[blk] @ np.swapaxes(a[blk], 1, 2)).reshape(-1, 9)  # (m, 9) R_pred R_trueᵀ
+        # einsum, not BLAS: OpenBLAS threads this thin product and spins, slower on a busy machine
+        p = np.einsum("kj,jm->km", w, np.ascontiguousarray(n_rel.T)).reshape(n_g, 4, -1)  # (G, 4, m)
+        sin2 = np.sqrt(p[:, 0] * p[:, 0] + p[:, 1] * p[:, 1] + p[:, 2] * p[:, 2])
+        out[blk] = np.arctan2(sin2, p[:, 3] - 1.0).min(axis=0)
+    return np.rad2deg(out).reshape(shape)
 
 
 def viewing_direction_error(R_true, R_pred, symmetry: str = "C1") -> np.ndarray:

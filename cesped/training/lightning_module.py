@@ -109,12 +109,42 @@ class Image2SphereModule(L.LightningModule):
         self.log("train_error_degs", err.mean(), prog_bar=True, batch_size=b)
         return loss
 
+    def on_validation_epoch_start(self) -> None:
+        self._val_errors: list[tuple[torch.Tensor, torch.Tensor]] = []
+
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, err = self._loss_and_error(batch)
         b = batch[1].shape[0]
         self.log("val_loss", loss, on_epoch=True, sync_dist=True, batch_size=b)
-        self.log("val_error_degs", err.mean(), on_epoch=True, prog_bar=True, sync_dist=True, batch_size=b)
-        self.log("val_median_error_degs", err.median(), on_epoch=True, sync_dist=True, batch_size=b)
+        self._val_errors.append((err.detach(), batch[4].detach().double()))
+
+    def on_validation_epoch_end(self) -> None:
+        """The epoch's angular metrics over all its validation particles at once, as
+        :class:`cesped.Evaluator` computes them (:func:`cesped.geometry.angular_metrics.angular_metrics`):
+        ``val_error_degs`` (MAnE), ``val_median_error_degs`` (the median of every particle's
+        error, not a mean of batch medians), ``val_wmane_degs`` (weighted by the ground-truth
+        confidence), ``val_frac_below_{5,10,30}deg`` and ``val_frac_above_150deg``.
+
+        Across processes (DDP) the errors are gathered first; the distributed sampler's padding
+        repeats at most ``world_size - 1`` particles.
+        """
+        from cesped.geometry.angular_metrics import LARGE_ERROR_DEG, THRESHOLDS_DEG, angular_metrics
+
+        parts = getattr(self, "_val_errors", None)
+        if not parts:
+            return
+        err = torch.cat([e for e, _ in parts])
+        w = torch.cat([c for _, c in parts])
+        self._val_errors = []
+        if self._trainer is not None and self.trainer.world_size > 1:
+            err, w = (self.all_gather(x).reshape(-1) for x in (err, w))
+        m = angular_metrics(err.cpu().numpy(), w.cpu().numpy())
+        self.log("val_error_degs", m["MAnE"], prog_bar=True)
+        self.log("val_median_error_degs", m["median"])
+        self.log("val_wmane_degs", m["wMAnE"])
+        for t in THRESHOLDS_DEG:
+            self.log(f"val_frac_below_{t:g}deg", m[f"frac_below_{t:g}deg"])
+        self.log(f"val_frac_above_{LARGE_ERROR_DEG:g}deg", m[f"frac_above_{LARGE_ERROR_DEG:g}deg"])
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         ids, images = batch[0], batch[1]

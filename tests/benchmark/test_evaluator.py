@@ -168,6 +168,39 @@ def test_evaluator_bad_input(tiny_bench, case, match):
         ev.eval(ids, rot, **kw)
 
 
+def test_evaluator_id_forms_give_the_rows_of_a_dict_lookup(tiny_bench):
+    """A list, a numpy str array and a shuffled object array find the rows a dict finds; ids that
+    are not strings are unknown (not an Arrow type error)."""
+    from cesped.benchmark.evaluator import Evaluator
+
+    ev = Evaluator("tinyA", 0, benchmarkDir=tiny_bench)
+    where = {name: i for i, name in enumerate(ev.ids)}
+    order = np.random.default_rng(3).permutation(len(ev))[:17]
+    for ids in (list(ev.ids[order]), ev.ids[order].astype(str), ev.ids[order][::-1].copy()):
+        want = [where[str(i)] for i in ids]
+        np.testing.assert_array_equal(ev._rows(ids, complete=False), want)
+        np.testing.assert_allclose(
+            ev.errors(ids, ev.true_rotmats[want]), 0.0, atol=1e-12
+        )  # each prediction met its own ground truth
+    with pytest.raises(ValueError, match="2 id\\(s\\) not in half-set 0"):
+        ev.eval([ev.ids[0], 7, 8.5], ev.true_rotmats[:3])
+
+
+def test_evaluator_id_lookup_without_pyarrow(tiny_bench, monkeypatch):
+    """Without pyarrow, pandas' hash lookup finds the same rows and refuses the same unknown ids."""
+    import sys
+
+    from cesped.benchmark.evaluator import Evaluator
+
+    ev = Evaluator("tinyA", 0, benchmarkDir=tiny_bench)
+    ids = ev.ids[np.random.default_rng(4).permutation(len(ev))]
+    with_arrow = ev._lookup(ids)
+    fresh = Evaluator("tinyA", 0, benchmarkDir=tiny_bench)  # (reading the star file uses pyarrow)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # from here, import pyarrow raises ImportError
+    np.testing.assert_array_equal(fresh._lookup(ids), with_arrow)
+    assert fresh._lookup(np.array(["000999@nowhere.mrcs"], dtype=object)).tolist() == [-1]
+
+
 def test_evaluator_unknown_entry_and_halfset(tiny_bench):
     from cesped.benchmark.evaluator import Evaluator
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ._helpers import gt_star, write_predictions
+from ._helpers import ANGLES, gt_star, write_predictions
 
 ENTRIES = ("tinyA", "tinyB")
 SEEDS = (0, 1)
@@ -160,6 +160,9 @@ def test_leaderboard_numbers_equal_the_records(protocol_out, tiny_bench, tmp_pat
     assert (tmp_path / "leaderboard.md").read_text() == md
     page = (tmp_path / "leaderboard.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "random poses (reference)" in page and "tinyB" in page
+    from cesped.evaluation.style import CSS
+
+    assert CSS in page  # the evaluation report's style sheet
 
 
 def _section(md: str, line: str) -> str:
@@ -340,3 +343,65 @@ def test_run_unknown_entry_and_missing_predictions(tiny_bench, tmp_path, capsys)
         f"predictions: {tmp_path}/0.star (entry tinyA, seed 0, half-set 0) not found"
         in capsys.readouterr().err
     )
+
+
+def test_refine_records_raw_and_refined_metrics_and_resumes(tiny_bench, user_preds, tmp_path, monkeypatch):
+    """refine=true: each half-set refined once (not again on a second run), the refined files
+    evaluated like the raw ones, both sets of metrics in the record."""
+    import cesped.refinement.api as api
+    from cesped.benchmark.__main__ import main
+    from cesped.benchmark.evaluator import Evaluator
+    from cesped.benchmark.records import read_record
+    from cesped.geometry.numpy_ops import euler_to_matrix
+    from cesped.io.star import read_star
+
+    calls = []
+    real = api.refine_star
+    monkeypatch.setattr(api, "refine_star", lambda *a, **kw: calls.append(a[:2]) or real(*a, **kw))
+    args = [
+        "run",
+        "method=MyNet",
+        f"predictions={user_preds}/tinyA/seed0/half{{half}}.star",
+        "entries=[tinyA]",
+        "seeds=[0]",
+        f"outdir={tmp_path}",
+        f"benchmark_dir={tiny_bench}",
+        "n_cpus=1",
+        "random_reference=false",
+        "refine=true",
+    ]
+    assert main(args) == 0
+    assert sorted(calls) == [("tinyA", 0), ("tinyA", 1)]
+    path = tmp_path / "records" / "MyNet" / "tinyA" / "seed0.json"
+    r = read_record(path)
+    ref = r["refined"]
+    assert set(ref) == {"metrics", "angular", "predictions", "refinement"}
+    for h in (0, 1):
+        star = Path(ref["predictions"][f"half{h}"])
+        assert star.parent == tmp_path / "runs" / "MyNet" / "tinyA" / "seed0" / "refined"
+        parts = read_star(star).particles
+        ev = Evaluator("tinyA", h, benchmarkDir=tiny_bench)
+        want = ev.eval(
+            parts["rlnImageName"].astype(str).to_numpy(), euler_to_matrix(parts[ANGLES].to_numpy(np.float64))
+        )
+        assert ref["angular"][f"half{h}"]["MAnE"] == pytest.approx(want["MAnE"], rel=1e-12)
+        assert ref["refinement"][f"half{h}"]["n"] == len(ev)
+    m = ref["metrics"]
+    assert m["MAnE_deg"] == pytest.approx(
+        0.5 * (ref["angular"]["half0"]["MAnE"] + ref["angular"]["half1"]["MAnE"]), rel=1e-12
+    )
+    assert m["MAnE_deg"] != r["metrics"]["MAnE_deg"]  # the refined poses are not the raw ones
+    assert r["timings_s"]["refine"] > 0 and r["timings_s"]["evaluate_refined"] > 0
+    # the leaderboard shows the refined poses as a row of their own
+    from cesped.benchmark.leaderboard import build_leaderboard
+
+    board = build_leaderboard([tmp_path / "records"], benchmark_dir=tiny_bench, compute_random=False)
+    rows = {row.method: row for row in board.tables["tinyA"]}
+    assert rows["MyNet"].stats["MAnE"][0] == r["metrics"]["MAnE"]
+    assert rows["MyNet + refinement"].stats["MAnE"][0] == m["MAnE"]
+    assert "| MyNet + refinement |" in board.markdown()
+    # a second run (the record deleted, as after a kill before writing it) does not refine again
+    path.unlink()
+    calls.clear()
+    assert main(args) == 0
+    assert calls == [] and read_record(path)["refined"]["metrics"]["MAnE_deg"] == m["MAnE_deg"]

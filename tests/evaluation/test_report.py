@@ -88,6 +88,9 @@ def test_report_is_valid_self_contained_html(tmp_path):
     p.close()
     assert not p.errors and p.stack == [], (p.errors, p.stack)
     assert text.startswith("<!DOCTYPE html>")
+    from cesped.evaluation.style import CSS
+
+    assert CSS in text  # the style shared with the leaderboard page
     assert "unit &lt;test&gt;" in text  # titles are escaped
     assert "MAnE" in text and "12.5" in text and "mean angular error" in text
     assert "curve" not in text  # list values are not table rows

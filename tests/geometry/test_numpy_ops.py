@@ -77,3 +77,17 @@ def test_bad_shapes_and_complex_input_raise_value_error():
         gnp.symmetry_aware_error(np.eye(3)[None], np.zeros((1, 3)))
     with pytest.raises(ValueError, match="complex"):
         gnp.euler_to_matrix(np.zeros(3, dtype=complex))
+
+
+def test_symmetry_aware_error_in_blocks_and_broadcast(monkeypatch):
+    """Particles cut into several blocks, and a broadcast pair, give the torch values."""
+    monkeypatch.setattr(gnp, "_CHUNK", 1024)
+    a = gnp.euler_to_matrix(_angles(2500, 6))
+    b = gnp.euler_to_matrix(_angles(2500, 7))
+    for sym in ("C1", "D2"):  # 3 blocks of 1024 particles each
+        ref = terr.symmetry_aware_error(torch.from_numpy(a), torch.from_numpy(b), sym).numpy()
+        np.testing.assert_allclose(gnp.symmetry_aware_error(a, b, sym), ref, atol=1e-9)
+    got = gnp.symmetry_aware_error(a[:1, None], b[None, :7], "D2")  # (1, 7)
+    ref = terr.symmetry_aware_error(torch.from_numpy(a[:1, None]), torch.from_numpy(b[None, :7]), "D2")
+    assert got.shape == (1, 7)
+    np.testing.assert_allclose(got, ref.numpy(), atol=1e-9)

@@ -59,3 +59,54 @@ def test_unknown_target_is_refused():
 
     with pytest.raises(ValueError, match="target"):
         Image2SphereModule(NET, OPT, target="soft")
+
+
+def test_validation_logs_the_epoch_median_not_a_mean_of_batch_medians(tmp_path):
+    """A tiny validation run: the logged metrics are those of all the epoch's particles at once."""
+    import lightning as L
+    import numpy as np
+
+    from cesped.training.lightning_module import Image2SphereModule
+
+    torch.manual_seed(0)
+    m = Image2SphereModule(NET, OPT, symmetry="C2")
+    g = torch.Generator().manual_seed(1)
+    batches = []
+    for k, n in enumerate((7, 3, 5)):  # batches of different sizes: their medians' mean is not the median
+        conf = torch.rand(n, generator=g) + 0.05
+        ids = [f"{k * 10 + i}@x.mrcs" for i in range(n)]
+        batches.append(
+            (
+                ids,
+                torch.randn(n, 1, 32, 32, generator=g),
+                random_rotations(n, g).float(),
+                torch.zeros(n, 2),
+                conf,
+            )
+        )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+    )
+    loader = torch.utils.data.DataLoader(batches, batch_size=None)  # the batches as they are
+    trainer.validate(m, dataloaders=loader, verbose=False)
+    logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    # the reference: every particle's error, recomputed batch by batch, summarised with numpy
+    m.eval()
+    with torch.no_grad():
+        errs = [m._loss_and_error(b)[1].numpy() for b in batches]
+    err = np.concatenate(errs)
+    w = np.concatenate([b[4].numpy() for b in batches]).astype(np.float64)
+    assert logged["val_median_error_degs"] == pytest.approx(
+        np.median(err), abs=1e-4
+    )  # Lightning logs float32
+    assert abs(np.median(err) - np.mean([np.median(e) for e in errs])) > 0.01  # the old figure differs
+    assert logged["val_error_degs"] == pytest.approx(err.mean(), abs=1e-4)
+    assert logged["val_wmane_degs"] == pytest.approx((w * err).sum() / w.sum(), abs=1e-4)
+    for t in (5, 10, 30):
+        assert logged[f"val_frac_below_{t}deg"] == pytest.approx(np.mean(err < t))
+    assert logged["val_frac_above_150deg"] == pytest.approx(np.mean(err > 150))
