@@ -229,6 +229,47 @@ def entry_symmetry(directory: str | os.PathLike) -> str:
     return next(iter(found.values()))
 
 
+def entry_ctf(directory: str | os.PathLike) -> bool | None:
+    """Whether the entry's images carry a CTF, as its ``info_{0,1}.json`` declare (``"ctf"``).
+
+    Parameters
+    ----------
+    directory : path-like
+        Entry directory.
+
+    Returns
+    -------
+    bool or None
+        The declared value (``"ctf": false`` for images simulated or processed without a CTF);
+        None when no info file declares it (an entry has a CTF unless it says otherwise).
+
+    Raises
+    ------
+    ValueError
+        A ``"ctf"`` field that is not true/false, or info files that disagree (files named).
+    """
+    d = Path(os.path.expanduser(str(directory)))
+    found: dict[Path, bool] = {}
+    for path in (d / f"info_{h}.json" for h in (0, 1)):
+        try:
+            info = json.loads(path.read_text())
+        except FileNotFoundError:
+            continue
+        except ValueError as e:
+            raise ValueError(f"{path}: not valid JSON: {e}") from e
+        if not isinstance(info, dict) or "ctf" not in info:
+            continue
+        if not isinstance(info["ctf"], bool):
+            raise ValueError(f"{path}: 'ctf' must be true or false, got {info['ctf']!r}")
+        found[path] = info["ctf"]
+    if len(set(found.values())) > 1:
+        raise ValueError(
+            "the entry's info files disagree on 'ctf': "
+            + ", ".join(f"{p} says {v}" for p, v in found.items())
+        )
+    return next(iter(found.values()), None)
+
+
 def _simulate(name: str, benchmark_dir: Path, progress: bool = True) -> None:
     from cesped.simulation import PRESETS, simulate_entry
 
