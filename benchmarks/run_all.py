@@ -71,7 +71,7 @@ def machine_description() -> str:
 # checkpoint of the 1-epoch training run, {pred} its predictions of half-set 1, {gt} the ground truth
 # of half-set 1 (recorded as BENCH, CKPT, PRED, GT: no machine paths in the outputs).
 # The minutes are estimates from the CPU time of smoke runs (scaled to these sizes) and earlier
-# full runs, divided by 2 cores; setup() adds about 3. Sum: about 35 minutes (GPU rows: 0 on CPU).
+# full runs, divided by 2 cores; setup() adds about 3. Sum: about 34 minutes (GPU rows: 0 on CPU).
 PLAN: list[tuple[str, list[str], float]] = [
     ("bench_simulation.py", [], 1.5),
     ("bench_reconstruction.py", [], 6.0),  # 8000 x 64 and 128 px, cold run, both RELIONs, 1x/2x/8x
@@ -79,15 +79,15 @@ PLAN: list[tuple[str, list[str], float]] = [
     ("bench_dataloading.py", [], 3.0),  # ours vs the original package, 0 and 2 workers, 2 rounds
     ("bench_model.py", [], 4.0),  # includes the original's model build when installed
     ("bench_so3_activation.py", [], 0.5),
-    ("bench_i2s_budget.py", ["probe=1"], 1.0),
+    ("bench_i2s_budget.py", ["probe=1"], 0.5),
     ("bench_i2s_prediction.py", ["{ckpt}", "3,0,0"], 1.0),
-    ("bench_pose_ambiguity.py", [], 1.5),
-    ("bench_refinement.py", ["--benchmark-dir", "{bench}"], 4.5),  # floor (both ways) + refinement
-    ("bench_evaluator.py", [], 2.0),  # 300,000 predictions, C1 and D2, 5 repeats
-    ("bench_hetero_sim.py", [], 1.5),  # 3 whole-process simulations of 8,000 x 64 px
-    ("bench_frames.py", [], 0.1),
+    ("bench_pose_ambiguity.py", [], 0.5),  # 4,000 particles; smoke: 500 in 5.4 CPU-s
+    ("bench_refinement.py", ["--benchmark-dir", "{bench}"], 4.5),  # floor x2 + refinement: ~290 CPU-s
+    ("bench_evaluator.py", [], 2.0),  # 300,000 predictions, C1 and D2, 5 repeats (~6.5 s each)
+    ("bench_hetero_sim.py", [], 1.0),  # 3 simulations of 8,000 x 64 px: 73 CPU-s (issue-17 run)
+    ("bench_frames.py", [], 0.1),  # smoke at the defaults: 1 CPU-s
     ("confidence_quantiles.py", ["{pred}", "{gt}", "--symmetry", "C1"], 0.1),
-    ("probe_recovery_ambiguity.py", [], 0.5),
+    ("probe_recovery_ambiguity.py", [], 0.5),  # smoke: 300 steps in 4.6 CPU-s (2.5 s imports)
     ("gpu_bench.py", ["throughput", "--seconds", "120"], 0.0),  # GPU only: skipped without CUDA
     ("gpu_bench.py", ["reconstruct", "--n", "100000", "--box", "256"], 0.0),  # GPU only
 ]
@@ -138,6 +138,7 @@ def setup(work: Path, env: dict, timeout: float) -> dict:
         cmd = [
             sys.executable, "-m", "cesped.train", "experiment=demo", "entry=synth_6msm", "halfset=0",
             "trainer.max_epochs=1", "trainer.max_time=00:00:05:00", "predict_other_half=true",
+            "prediction.rot90_average=false",  # 4x cheaper; the 1-epoch model is only an input
             f"output_dir={run_dir}", f"benchmark_dir={bench_dir}",
         ]  # fmt: skip
         proc = subprocess.run(cmd, env=env, timeout=timeout, cwd=work, capture_output=True, text=True)
