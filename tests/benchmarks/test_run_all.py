@@ -71,3 +71,22 @@ def test_gpu_only_scripts_skip_cleanly_without_cuda(tmp_path, monkeypatch):
     assert rec["figures"] == [] and rec["errors"] == {}
     assert "no CUDA device" in rec["skipped"]["gpu_bench.py reconstruct"]
     assert "Skipped: `gpu_bench.py reconstruct`: GPU only" in (tmp_path / "latest.md").read_text()
+
+
+def test_a_failed_setup_is_recorded_and_the_rest_still_runs(tmp_path, monkeypatch):
+    mod = _run_all()
+
+    def failing_setup(work, env, timeout):
+        raise RuntimeError("short training run failed: ...\nout of memory")
+
+    monkeypatch.setattr(mod, "setup", failing_setup)
+    monkeypatch.setattr(mod, "PLAN", [("bench_i2s_prediction.py", ["{ckpt}", "3,0,0"], 1.0),
+                                      ("gpu_bench.py", ["reconstruct"], 0.0)])  # fmt: skip
+    monkeypatch.setattr(mod, "plan_gaps", lambda plan: [])
+    monkeypatch.setattr(mod, "cuda_available", lambda env: False)
+    assert mod.main(["--out", str(tmp_path), "--workdir", str(tmp_path / "w")]) == 1
+    rec = json.loads((tmp_path / "latest.json").read_text())
+    assert rec["errors"]["setup"] == "out of memory"
+    assert "setup failed" in rec["errors"]["bench_i2s_prediction.py CKPT 3,0,0"]
+    assert "gpu_bench.py reconstruct" in rec["skipped"]
+    assert "Not measured (errors)" in (tmp_path / "latest.md").read_text()
