@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -43,13 +44,16 @@ def main(argv=None) -> dict:
     k = max(1, int(round(a.fraction * len(err))))
     line = {
         "name": "error_of_most_and_least_confident",
+        "value": round(float(err[order[:k]].mean()), 2),  # the most confident fraction's mean error
         "unit": "deg",
+        "reference": None,
+        "ratio": None,
         "fraction": a.fraction,
         "mean_all": round(float(err.mean()), 2),
         "mean_most_confident": round(float(err[order[:k]].mean()), 2),
         "mean_least_confident": round(float(err[order[-k:]].mean()), 2),
         "n": int(len(err)),
-        "pred": a.pred,
+        "pred": Path(a.pred).name,  # no machine path in the outputs
     }
     print(json.dumps(line), flush=True)
     return line

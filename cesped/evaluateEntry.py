@@ -95,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --frame free: also try the map of the other hand",
     )
     p.add_argument(
+        "--no-ctf",
+        dest="ctf",
+        action="store_const",
+        const=False,
+        default=None,
+        help="the entry's images carry no CTF (recorded in metrics.json); without it, a ground truth "
+        'lacking CTF columns is refused unless the entry\'s info files say "ctf": false',
+    )
+    p.add_argument(
         "--no-cache",
         dest="use_cache",
         action="store_false",
@@ -125,6 +134,7 @@ def main(argv=None) -> int:
             symmetry=args.symmetry,
             frame=args.frame,
             allow_mirror=args.allow_mirror,
+            ctf=args.ctf,
         )
     except (ValueError, OSError, RuntimeError) as e:
         # bad input, a file that cannot be read or written, a failed download: one message, no traceback

@@ -177,6 +177,21 @@ def read_info(name: str, halfset: int, benchmark_dir: str | os.PathLike | None =
     return info
 
 
+def _info_files(directory) -> tuple[list[Path], dict[Path, object]]:
+    """The paths of the entry's ``info_{0,1}.json`` and the parsed content of those present."""
+    d = Path(os.path.expanduser(str(directory)))
+    paths = [d / f"info_{h}.json" for h in (0, 1)]
+    infos: dict[Path, object] = {}
+    for path in paths:
+        try:
+            infos[path] = json.loads(path.read_text())
+        except FileNotFoundError:
+            continue
+        except ValueError as e:
+            raise ValueError(f"{path}: not valid JSON: {e}") from e
+    return paths, infos
+
+
 def entry_symmetry(directory: str | os.PathLike) -> str:
     """Point symmetry of the entry in ``directory``, from its ``info_0.json`` and ``info_1.json``.
 
@@ -203,16 +218,9 @@ def entry_symmetry(directory: str | os.PathLike) -> str:
     """
     from cesped.geometry.symmetry import normalize_symmetry
 
-    d = Path(os.path.expanduser(str(directory)))
-    paths = [d / f"info_{h}.json" for h in (0, 1)]
+    paths, infos = _info_files(directory)
     found: dict[Path, str] = {}
-    for path in paths:
-        try:
-            info = json.loads(path.read_text())
-        except FileNotFoundError:
-            continue
-        except ValueError as e:
-            raise ValueError(f"{path}: not valid JSON: {e}") from e
+    for path, info in infos.items():
         if not isinstance(info, dict) or "symmetry" not in info:
             raise ValueError(f"{path}: expected a JSON object with a 'symmetry' field")
         try:
@@ -227,6 +235,40 @@ def entry_symmetry(directory: str | os.PathLike) -> str:
             + ", ".join(f"{p} says {v!r}" for p, v in found.items())
         )
     return next(iter(found.values()))
+
+
+def entry_ctf(directory: str | os.PathLike) -> bool | None:
+    """Whether the entry's images carry a CTF, as its ``info_{0,1}.json`` declare (``"ctf"``).
+
+    Parameters
+    ----------
+    directory : path-like
+        Entry directory.
+
+    Returns
+    -------
+    bool or None
+        The declared value (``"ctf": false`` for images simulated or processed without a CTF);
+        None when no info file declares it (an entry has a CTF unless it says otherwise).
+
+    Raises
+    ------
+    ValueError
+        A ``"ctf"`` field that is not true/false, or info files that disagree (files named).
+    """
+    found: dict[Path, bool] = {}
+    for path, info in _info_files(directory)[1].items():
+        if not isinstance(info, dict) or "ctf" not in info:
+            continue
+        if not isinstance(info["ctf"], bool):
+            raise ValueError(f"{path}: 'ctf' must be true or false, got {info['ctf']!r}")
+        found[path] = info["ctf"]
+    if len(set(found.values())) > 1:
+        raise ValueError(
+            "the entry's info files disagree on 'ctf': "
+            + ", ".join(f"{p} says {v}" for p, v in found.items())
+        )
+    return next(iter(found.values()), None)
 
 
 def _simulate(name: str, benchmark_dir: Path, progress: bool = True) -> None:

@@ -4,6 +4,10 @@ The symmetry comes from the entry's ``info_0.json`` and ``info_1.json`` (which m
 :func:`cesped.data.local.entry_symmetry`) or from an explicit ``symmetry`` argument; an entry
 directory without info files and without the argument is refused (a silent C1 would change
 every angular error and map of a symmetric entry).
+
+Whether the images carry a CTF: yes, unless the info files declare ``"ctf": false`` or the
+caller says so (``ctf=False``); a ground truth without CTF columns is then refused
+(:func:`cesped.evaluation.ground_truth.read_ground_truth`) rather than evaluated without a CTF.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class Entry:
     name : str or None
         Registered entry name when given by name (its published mask can be downloaded);
         None for an entry given as a directory.
+    ctf : bool
+        Whether the images carry a CTF (the reconstructions apply it).
     """
 
     directory: Path
@@ -38,6 +44,7 @@ class Entry:
     symmetry: str
     label: str
     name: str | None = None
+    ctf: bool = True
 
     @property
     def mask_file(self) -> Path:
@@ -72,7 +79,23 @@ def _symmetry(directory: Path, symmetry: str | None) -> str:
     return from_info
 
 
-def resolve_entry(target: str, benchmark_dir=None, symmetry: str | None = None) -> Entry:
+def _ctf(directory: Path, ctf: bool | None) -> bool:
+    from cesped.data.local import entry_ctf
+
+    declared = entry_ctf(directory)
+    if ctf is None:
+        return True if declared is None else declared
+    if ctf and declared is False:
+        raise ValueError(
+            f"ctf=True contradicts the entry's info files ({directory / 'info_0.json'}, "
+            f'{directory / "info_1.json"}: "ctf": false)'
+        )
+    return bool(ctf)
+
+
+def resolve_entry(
+    target: str, benchmark_dir=None, symmetry: str | None = None, ctf: bool | None = None
+) -> Entry:
     """Find (or make available) the entry ``target``.
 
     Parameters
@@ -83,6 +106,9 @@ def resolve_entry(target: str, benchmark_dir=None, symmetry: str | None = None) 
     benchmark_dir : path, optional
     symmetry : str, optional
         Required when the entry has no info files; otherwise it must agree with them.
+    ctf : bool, optional
+        None: as the info files declare (``"ctf"``; a CTF when they say nothing). False: the
+        images carry no CTF. True: a CTF (an error if the info files declare none).
 
     Raises
     ------
@@ -98,9 +124,11 @@ def resolve_entry(target: str, benchmark_dir=None, symmetry: str | None = None) 
         for s in stars:
             if not s.is_file():
                 raise FileNotFoundError(f"entry directory {p} lacks {s.name}")
-        return Entry(p, stars, _symmetry(p, symmetry), p.name)
+        return Entry(p, stars, _symmetry(p, symmetry), p.name, ctf=_ctf(p, ctf))
     from cesped.data.local import ensure_entry, entry_paths
 
     d = [ensure_entry(str(target), h, benchmark_dir) for h in (0, 1)][0]
     stars = [entry_paths(str(target), h, benchmark_dir)["star"] for h in (0, 1)]
-    return Entry(Path(d), stars, _symmetry(Path(d), symmetry), str(target), name=str(target))
+    return Entry(
+        Path(d), stars, _symmetry(Path(d), symmetry), str(target), name=str(target), ctf=_ctf(Path(d), ctf)
+    )

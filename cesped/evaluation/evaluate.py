@@ -85,6 +85,7 @@ def evaluate(
     symmetry: str | None = None,
     frame: str = "fixed",
     allow_mirror: bool = False,
+    ctf: bool | None = None,
 ) -> dict:
     """Evaluate predicted poses of both half-sets of an entry; return the metrics.
 
@@ -137,6 +138,11 @@ def evaluate(
         recorded (``frame_*`` keys). Needs rotations (not ``S2``).
     allow_mirror : bool
         With ``frame="free"``: also try the map of the other hand.
+    ctf : bool, optional
+        Whether the images carry a CTF. None: as the entry's info files declare (``"ctf"``; a
+        CTF when they say nothing), and then a ground truth without CTF columns is refused
+        (file and columns named) rather than evaluated without a CTF. False: no CTF is applied.
+        Recorded in ``metrics.json`` (``"ctf"``).
 
     Returns
     -------
@@ -193,6 +199,7 @@ def evaluate(
             symmetry=symmetry,
             frame=frame,
             allow_mirror=allow_mirror,
+            ctf=ctf,
         )
     if verbose:
         print(summary_table(metrics))
@@ -219,12 +226,13 @@ def _run(
     symmetry,
     frame="fixed",
     allow_mirror=False,
+    ctf=None,
 ) -> dict:
     """The pipeline of :func:`evaluate` after the argument checks; writes into ``stage``."""
     from cesped.io.star import read_star
 
-    entry = resolve_entry(targetName, benchmarkDir, symmetry)
-    gts = [read_ground_truth(s) for s in entry.stars]
+    entry = resolve_entry(targetName, benchmarkDir, symmetry, ctf=ctf)
+    gts = [read_ground_truth(s, ctf=entry.ctf) for s in entry.stars]
     het = read_heterogeneity(entry.directory, gts)
     preds = [read_star(p) for p in pred_paths]
     box = int(pd.to_numeric(gts[0].optics["rlnImageSize"]).iloc[0])
@@ -270,6 +278,7 @@ def _run(
             relion_bin=relion_bin,
             singularity_img=singularityImgFile,
             verbose=verbose,
+            ctf=entry.ctf,
         )
         gt_avg = 0.5 * (gt_maps[0] + gt_maps[1])
         pred_avg = 0.5 * (pred_maps[0] + pred_maps[1])
@@ -279,6 +288,7 @@ def _run(
             "symmetry": entry.symmetry,
             "usePredConfidence": bool(usePredConfidence),
             "backend": backend,
+            "ctf": entry.ctf,
             "mask": the_mask.path.name if the_mask is not None else None,
             "mask_md5": the_mask.md5 if the_mask is not None else None,
             "voxel_size_A": voxel_size,
@@ -310,6 +320,7 @@ def _run(
                 relion_bin=relion_bin,
                 singularity_img=singularityImgFile,
                 verbose=verbose,
+                ctf=entry.ctf,
             )
             block, het_maps = evaluate_heterogeneity(het, gts, halves, maps_kw, mask_arr, voxel_size, n_cpus)
             metrics["heterogeneity"] = {k: jsonable(v) for k, v in block.items()}

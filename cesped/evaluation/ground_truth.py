@@ -3,7 +3,9 @@
 A ground-truth star that cannot give the maps it is meant to give is refused with a one-line
 error naming the file (and the column or row): missing ``rlnImageName`` or angle columns,
 non-finite angles, shifts or CTF parameters (a NaN defocus would give a NaN map and meaningless
-resolutions), an amplitude contrast outside ``[0, 1)``.
+resolutions), an amplitude contrast outside ``[0, 1)``, and missing CTF columns unless the entry
+declares that its images carry no CTF (``"ctf": false`` in its info files, ``ctf=False``,
+``--no-ctf``): a star without them is never evaluated without a CTF by default.
 
 A pixel size in the star that differs from the image stack's header is not an error (RELION and
 the reconstruction use the star's value, as the original package did) but is returned as a
@@ -17,7 +19,7 @@ import pandas as pd
 
 from cesped.evaluation.predictions import ANGLES, IMAGE, SHIFTS
 
-__all__ = ["read_ground_truth", "check_ctf", "stack_pixel_size_warnings"]
+__all__ = ["read_ground_truth", "check_ctf", "require_ctf_columns", "stack_pixel_size_warnings"]
 
 # CTF columns (particle or optics table) whose values must be finite
 CTF_COLUMNS = (
@@ -30,15 +32,20 @@ CTF_COLUMNS = (
     "rlnPhaseShift",
     "rlnCtfBfactor",
 )
+# the columns a CTF needs (the others default to 0)
+CTF_REQUIRED = CTF_COLUMNS[:6]
 
 
-def read_ground_truth(path):
+def read_ground_truth(path, ctf: bool = True):
     """Read one half-set star of the entry and check it (see the module docstring).
 
     Parameters
     ----------
     path : path-like
         ``particles_<h>.star`` of the entry.
+    ctf : bool
+        The images carry a CTF: the CTF columns are required (:func:`require_ctf_columns`) and
+        checked. False: they are not read (the maps are made without a CTF).
 
     Returns
     -------
@@ -49,15 +56,32 @@ def read_ground_truth(path):
     ValueError
         Missing ``rlnImageName``/angle/origin columns (never read as identity poses or 0
         shifts), non-finite angles, shifts or CTF values, an
-        amplitude contrast outside [0, 1); the message names the file, column and row.
+        amplitude contrast outside [0, 1), missing CTF columns (with ``ctf``); the message
+        names the file, column and row.
     """
     from cesped.io.star import check_finite, read_star, require_columns
 
     star = read_star(path)
     require_columns(star, [IMAGE, *ANGLES, *SHIFTS], "the evaluation's ground truth")
     check_finite(star, [*ANGLES, *SHIFTS])
-    check_ctf(star)
+    if ctf:
+        require_ctf_columns(star)
+        check_ctf(star)
     return star
+
+
+def require_ctf_columns(star) -> None:
+    """Raise ``ValueError`` naming the file and the missing columns unless the star has a CTF.
+
+    The columns of :data:`CTF_REQUIRED` must each be in the particle or the optics table."""
+    where = star.path if star.path is not None else "<in-memory star>"
+    missing = [c for c in CTF_REQUIRED if c not in star.particles.columns and c not in star.optics.columns]
+    if missing:
+        raise ValueError(
+            f"{where}: no CTF columns {', '.join(missing)}: the ground-truth maps need the images' CTF. "
+            'If the images carry no CTF, say so: "ctf": false in the entry\'s info_0.json and '
+            "info_1.json, ctf=False in evaluate() or --no-ctf on the command line"
+        )
 
 
 def _row_name(star, i: int) -> str:
@@ -70,7 +94,7 @@ def check_ctf(star) -> None:
 
     Every present CTF column (per particle or per optics group, see :data:`CTF_COLUMNS`) must be
     finite and ``rlnAmplitudeContrast`` must lie in ``[0, 1)`` (the CTF's phase term is
-    ``atan(Q0 / sqrt(1 - Q0²))``). A star without CTF columns passes (no CTF is applied).
+    ``atan(Q0 / sqrt(1 - Q0²))``). Missing columns are :func:`require_ctf_columns`'s job.
     """
     from cesped.io.star import particle_optics
 

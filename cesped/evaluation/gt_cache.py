@@ -99,6 +99,7 @@ def gt_cache_key(
     pad: int,
     weights: bool,
     code: str | None = None,
+    ctf: bool = True,
 ) -> str:
     """Cache key (32 hex digits) of the ground-truth map of one half-set.
 
@@ -117,6 +118,8 @@ def gt_cache_key(
         Particles weighted by ``rlnParticleFigureOfMerit``.
     code : str, optional
         Hash of the reconstruction code (default :func:`source_hash`).
+    ctf : bool
+        The CTF applied (False: a map without it, cached apart).
     """
     import cesped
 
@@ -130,6 +133,7 @@ def gt_cache_key(
                 "kernel": kernel,
                 "pad": pad,
                 "fom": weights,
+                **({} if ctf else {"ctf": False}),
                 "cesped": cesped.__version__,
                 "code": code if code is not None else source_hash(),
             },

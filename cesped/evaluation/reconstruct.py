@@ -32,13 +32,20 @@ def reconstruct_half(
     relion_bin=None,
     singularity_img=None,
     verbose=False,
+    ctf: bool = True,
 ):
-    """One half-map from an in-memory StarFile (whose ``path`` resolves the image names)."""
+    """One half-map from an in-memory StarFile (whose ``path`` resolves the image names);
+    ``ctf``: apply the images' CTF (False: the entry declares none)."""
     if backend == "native":
         from cesped.reconstruction.fourier import reconstruct
 
         return reconstruct(
-            star, symmetry=symmetry, weights=FOM if weights else None, device=device, n_threads=n_cpus
+            star,
+            symmetry=symmetry,
+            weights=FOM if weights else None,
+            device=device,
+            n_threads=n_cpus,
+            ctf=ctf,
         )
     from cesped.io.stack import parse_image_name
     from cesped.io.star import write_star
@@ -63,13 +70,16 @@ def reconstruct_half(
             relion_bin=relion_bin,
             singularity_img=singularity_img,
             verbose=verbose,
+            ctf=ctf,
         )
 
 
 def gt_half_map(star_path: Path, star, symmetry, backend, device, n_cpus, weights, use_cache, **kw):
-    """Ground-truth half-map ``(volume, voxel_size)`` of one half-set, from the cache when there."""
+    """Ground-truth half-map ``(volume, voxel_size)`` of one half-set, from the cache when there.
+
+    ``kw``: ``relion_bin``, ``singularity_img``, ``verbose``, ``ctf`` of :func:`reconstruct_half`."""
     kernel = gt_cache.reconstruction_kernel(backend, device, kw.get("relion_bin"), kw.get("singularity_img"))
-    key = gt_cache.gt_cache_key(star_path, star, symmetry, kernel, 2, weights)
+    key = gt_cache.gt_cache_key(star_path, star, symmetry, kernel, 2, weights, ctf=kw.get("ctf", True))
     if use_cache:
         hit = gt_cache.load_cached(key)
         if hit is not None:
@@ -80,7 +90,7 @@ def gt_half_map(star_path: Path, star, symmetry, backend, device, n_cpus, weight
     return vol, px
 
 
-def native_gt_and_pred(star_path, gt, pred, symmetry, device, n_cpus, gt_fom, pred_fom, use_cache):
+def native_gt_and_pred(star_path, gt, pred, symmetry, device, n_cpus, gt_fom, pred_fom, use_cache, ctf=True):
     """Ground-truth and predicted-pose half-maps of one half-set with the native backend.
 
     Both come from the same images and CTFs (``pred`` is ``gt`` with the predicted poses), so
@@ -91,14 +101,16 @@ def native_gt_and_pred(star_path, gt, pred, symmetry, device, n_cpus, gt_fom, pr
     from cesped.reconstruction.fourier import reconstruct_many
 
     key = gt_cache.gt_cache_key(
-        star_path, gt, symmetry, gt_cache.reconstruction_kernel("native", device), 2, gt_fom
+        star_path, gt, symmetry, gt_cache.reconstruction_kernel("native", device), 2, gt_fom, ctf=ctf
     )
     hit = gt_cache.load_cached(key) if use_cache else None
     if hit is not None:
-        pred_vol, _ = reconstruct_half(pred, symmetry, "native", device, n_cpus, pred_fom)
+        pred_vol, _ = reconstruct_half(pred, symmetry, "native", device, n_cpus, pred_fom, ctf=ctf)
         return hit[0], pred_vol
     poses = pose_sets(gt, pred, gt_fom, pred_fom)
-    (gt_vol, pred_vol), px = reconstruct_many(gt, poses, symmetry=symmetry, device=device, n_threads=n_cpus)
+    (gt_vol, pred_vol), px = reconstruct_many(
+        gt, poses, symmetry=symmetry, device=device, n_threads=n_cpus, ctf=ctf
+    )
     if use_cache:
         gt_cache.store(key, gt_vol, px)
     return gt_vol, pred_vol
@@ -129,7 +141,9 @@ def gt_and_pred_maps(gt, pred, symmetry, backend, device, n_cpus, gt_fom, pred_f
         from cesped.reconstruction.fourier import reconstruct_many
 
         poses = pose_sets(gt, pred, gt_fom, pred_fom)
-        (gv, pv), _ = reconstruct_many(gt, poses, symmetry=symmetry, device=device, n_threads=n_cpus)
+        (gv, pv), _ = reconstruct_many(
+            gt, poses, symmetry=symmetry, device=device, n_threads=n_cpus, ctf=kw.get("ctf", True)
+        )
     else:
         gv, _ = reconstruct_half(gt, symmetry, backend, device, n_cpus, gt_fom, **kw)
         pv, _ = reconstruct_half(pred, symmetry, backend, device, n_cpus, pred_fom, **kw)
@@ -158,6 +172,7 @@ def half_maps(
     relion_bin=None,
     singularity_img=None,
     verbose: bool = False,
+    ctf: bool = True,
 ):
     """Ground-truth and predicted-pose half-maps of both half-sets.
 
@@ -171,12 +186,14 @@ def half_maps(
         Validated predictions (:func:`cesped.evaluation.predictions.prepare_predictions`).
     symmetry, backend, device, n_cpus, use_pred_conf, use_cache, relion_bin, singularity_img, verbose
         As in :func:`cesped.evaluation.evaluate.evaluate`.
+    ctf : bool
+        Apply the images' CTF (False: the entry declares that its images carry none).
 
     Returns
     -------
     gt_maps, pred_maps : list of 2 np.ndarray float64 (n, n, n)
     """
-    kw = dict(relion_bin=relion_bin, singularity_img=singularity_img, verbose=verbose)
+    kw = dict(relion_bin=relion_bin, singularity_img=singularity_img, verbose=verbose, ctf=ctf)
     gt_maps, pred_maps = [], []
     for h in (0, 1):
         use_fom = use_pred_conf and FOM in gts[h].particles.columns
@@ -191,6 +208,7 @@ def half_maps(
                 use_fom,
                 use_pred_conf,
                 use_cache,
+                ctf=ctf,
             )
         else:
             gt_vol, _ = gt_half_map(

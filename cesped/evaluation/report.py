@@ -311,6 +311,8 @@ _FIXED_MEANINGS = {
     "particles in the predicted-pose reconstruction.",
     "backend": "Reconstruction program: native (cesped's direct Fourier inversion) or relion "
     "(relion_reconstruct).",
+    "ctf": "Whether the images' CTF was applied in the reconstructions (false only when the entry "
+    "declares that its images carry none).",
     "mask": "Mask used for the masked metrics (path relative to this report).",
     "voxel_size_A": "Voxel size of the maps (Å).",
     "box_px": "Side of the maps (voxels).",
@@ -611,6 +613,7 @@ def write_report(
             ("predictions", "predictionType"),
             ("symmetry", "symmetry"),
             ("reconstruction", "backend"),
+            ("CTF", "ctf"),
             ("mask", "mask"),
         )
         if key in metrics

@@ -89,14 +89,17 @@ def relion_command(
     mpirun: str = "mpirun",
     pad: int = 2,
     bind_dirs=(),
+    ctf: bool = True,
 ) -> list[str]:
-    """The command line (a list) that reconstructs ``star_name`` into ``out_path``."""
+    """The command line (a list) that reconstructs ``star_name`` into ``out_path`` (``--ctf``
+    unless ``ctf`` is False)."""
     from cesped.geometry.symmetry import normalize_symmetry
 
     sym = normalize_symmetry(symmetry).lower()
     mpi = int(n_cpus) > 1
     name = "relion_reconstruct_mpi" if mpi else "relion_reconstruct"
-    args = ["--i", str(star_name), "--o", str(out_path), "--ctf", "--sym", sym, "--pad", str(float(pad))]
+    args = ["--i", str(star_name), "--o", str(out_path), *(["--ctf"] if ctf else []), "--sym", sym]
+    args += ["--pad", str(float(pad))]
     if fom_weighting:
         args.append("--fom_weighting")
     if singularity_img is not None:
@@ -130,6 +133,7 @@ def reconstruct_relion(
     mpirun: str = "mpirun",
     pad: int = 2,
     verbose: bool = False,
+    ctf: bool = True,
 ):
     """Reconstruct with RELION and return the map.
 
@@ -149,6 +153,8 @@ def reconstruct_relion(
         Where RELION comes from (see the module docstring).
     pad : int
         ``--pad``.
+    ctf : bool
+        Pass ``--ctf`` (the images carry a CTF).
 
     Returns
     -------
@@ -181,6 +187,7 @@ def reconstruct_relion(
             mpirun=mpirun,
             pad=pad,
             bind_dirs=(wdir, tmp),
+            ctf=ctf,
         )
         if verbose:
             print(" ".join(cmd))

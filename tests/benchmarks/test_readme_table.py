@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "readme_table.py"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+SCRIPT = BENCH / "readme_table.py"
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("readme_table", SCRIPT)
+def _module(path: Path = SCRIPT, name: str = "readme_table"):
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -32,13 +34,14 @@ def test_only_the_marked_block_changes(tmp_path):
     readme.write_text(head + mod.START + "\nold table\n" + mod.END + tail)
     results = tmp_path / "latest.md"
     results.write_text(TABLE)
-    assert mod.main(["--results", str(results), "--readme", str(readme)]) == 0
+    files = ["--results", str(results), "--readme", str(readme), "--large", str(tmp_path / "none.md")]
+    assert mod.main(files) == 0
     text = readme.read_text()
     assert text.startswith(head + mod.START) and text.endswith(mod.END + tail)
-    assert "old table" not in text and "| a | 1 | 2 | 2 | s | `x` |" in text
-    assert mod.main(["--results", str(results), "--readme", str(readme), "--check"]) == 0
+    assert "old table" not in text and "| a | 1 | 2 | 2 | s | `x` | `latest.json` |" in text
+    assert mod.main([*files, "--check"]) == 0
     results.write_text(TABLE.replace("| 1 |", "| 3 |"))
-    assert mod.main(["--results", str(results), "--readme", str(readme), "--check"]) == 1
+    assert mod.main([*files, "--check"]) == 1
 
 
 @pytest.mark.parametrize("body", ["no markers\n", "<!-- perf-table:end -->\n<!-- perf-table:start -->\n"])
@@ -58,3 +61,68 @@ def test_missing_results_file(tmp_path):
     (tmp_path / "README.md").write_text("x")
     with pytest.raises(FileNotFoundError, match="make bench"):
         mod.main(["--results", str(tmp_path / "nope.md"), "--readme", str(tmp_path / "README.md")])
+
+
+def _figures(prefix: str, rng) -> list[dict]:
+    """Synthetic figures as the scripts print them (random values over several magnitudes)."""
+    out = []
+    for i, scale in enumerate((1e-3, 0.5, 37.0, 4321.0, 2.5e5)):
+        value, ref = float(rng.uniform(1, 10) * scale), float(rng.uniform(1, 10) * scale)
+        command = f"python benchmarks/bench_{prefix}.py --n {i}"
+        out.append({"name": f"{prefix}_{i}", "value": value, "unit": "s", "reference": ref,
+                    "ratio": ref / value, "bench_command": command})  # fmt: skip
+    out.append({"name": f"{prefix}_alone", "value": 3.25, "unit": "MiB", "reference": None, "ratio": None,
+                "bench_command": f"python benchmarks/bench_{prefix}.py"})  # fmt: skip
+    return out
+
+
+def _rows(text: str) -> dict[str, list[str]]:
+    cells = {}
+    for line in text.splitlines():
+        parts = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(parts) == 7 and parts[0] not in ("figure",):
+            cells[parts[0]] = parts
+    return cells
+
+
+def _number(cell: str) -> float:
+    return float(cell.split(" ")[0].replace(",", ""))
+
+
+def test_round_trip_latest_and_large(tmp_path):
+    """run_all's tables -> README: every number equals its JSON figure (to the 3 digits shown),
+    each row names its command and raw file, and the rest of the README is untouched."""
+    import numpy as np
+
+    run_all = _module(BENCH / "run_all.py", "run_all")
+    mod = _module()
+    rng = np.random.default_rng(0)
+    res = tmp_path / "results"
+    res.mkdir()
+    figs = {"latest": _figures("evaluate", rng), "large": _figures("reconstruction", rng)}
+    for stem, f in figs.items():
+        (res / f"{stem}.json").write_text(json.dumps({"figures": f}))
+        (res / f"{stem}.md").write_text(run_all.markdown_table(f, "test machine"))
+    head, tail = "# cesped\n\n## Performance\n\n", "\n\n## Troubleshooting\n\nkeep | me\n"
+    readme = tmp_path / "README.md"
+    readme.write_text(head + mod.START + "\nhand-written\n" + mod.END + tail)
+    args = ["--results", str(res / "latest.md"), "--large", str(res / "large.md"), "--readme", str(readme)]
+    assert mod.main(args) == 0
+    text = readme.read_text()
+    assert text.startswith(head + mod.START) and text.endswith(mod.END + tail)
+    assert "hand-written" not in text
+    rows = _rows(text)
+    for stem in figs:
+        for fig in json.loads((res / f"{stem}.json").read_text())["figures"]:
+            name, value, ref, ratio, unit, command, raw = rows[fig["name"]]
+            assert _number(value) == pytest.approx(fig["value"], rel=5e-3)
+            assert _number(ratio) == pytest.approx(fig["ratio"], rel=5e-3) if fig["ratio"] else ratio == ""
+            if fig["reference"] is None:
+                assert ref == "not measured"
+            else:
+                assert _number(ref) == pytest.approx(fig["reference"], rel=5e-3)
+            assert (unit, command) == (fig["unit"], f"`{fig['bench_command']}`")
+            assert raw == f"`{stem}.json`"
+    assert mod.main([*args, "--check"]) == 0
+    (res / "large.md").write_text(run_all.markdown_table(figs["large"][:2], "test machine"))
+    assert mod.main([*args, "--check"]) == 1  # a changed large table makes the README stale
