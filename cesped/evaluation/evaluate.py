@@ -81,6 +81,7 @@ def evaluate(
     symmetry: str | None = None,
     frame: str = "fixed",
     allow_mirror: bool = False,
+    floor: bool = False,
 ) -> dict:
     """Evaluate predicted poses of both half-sets of an entry; return the metrics.
 
@@ -133,6 +134,10 @@ def evaluate(
         recorded (``frame_*`` keys). Needs rotations (not ``S2``).
     allow_mirror : bool
         With ``frame="free"``: also try the map of the other hand.
+    floor : bool
+        Also report the entry's image-limited floor (:mod:`cesped.evaluation.floor`; needs the
+        true map ``gt_map.mrc``, cached per entry) as ``references["image-limited floor"]``,
+        beside the random-pose reference.
 
     Returns
     -------
@@ -150,6 +155,8 @@ def evaluate(
         raise ValueError(f"frame must be 'fixed' or 'free', got {frame!r}")
     if frame == "free" and predictionType == "S2":
         raise ValueError("frame='free' needs predicted rotations (predictionType SO3 or SO3xR2), not S2")
+    if floor and predictionType == "S2":
+        raise ValueError("floor=True (--floor) compares rotations: predictionType must be SO3 or SO3xR2")
     if allow_mirror and frame != "free":
         raise ValueError("allow_mirror=True needs frame='free'")
     if backend not in ("native", "relion"):
@@ -189,6 +196,7 @@ def evaluate(
             symmetry=symmetry,
             frame=frame,
             allow_mirror=allow_mirror,
+            floor=floor,
         )
     if verbose:
         print(summary_table(metrics))
@@ -215,11 +223,16 @@ def _run(
     symmetry,
     frame="fixed",
     allow_mirror=False,
+    floor=False,
 ) -> dict:
     """The pipeline of :func:`evaluate` after the argument checks; writes into ``stage``."""
     from cesped.io.star import read_star
 
     entry = resolve_entry(targetName, benchmarkDir, symmetry)
+    if floor:
+        from cesped.evaluation.floor import check_floor_available
+
+        check_floor_available(entry.directory)  # before any work
     gts = [read_ground_truth(s) for s in entry.stars]
     preds = [read_star(p) for p in pred_paths]
     box = int(pd.to_numeric(gts[0].optics["rlnImageSize"]).iloc[0])
@@ -294,6 +307,12 @@ def _run(
         metrics.update(paper)
         metrics["paper_compatible"] = {k: jsonable(v) for k, v in paper_compatible(metrics).items()}
         metrics["references"] = {"random poses": random_reference(halves, entry.symmetry, predictionType)}
+        if floor:
+            from cesped.evaluation.floor import FLOOR, floor_reference
+
+            metrics["references"][FLOOR] = floor_reference(
+                entry.directory, device=device, use_cache=use_cache, verbose=verbose
+            )
         metrics = {k: jsonable(v) for k, v in metrics.items()}
         if stage is not None:
             write_outputs(
