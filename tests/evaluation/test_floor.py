@@ -18,7 +18,13 @@ def sim_entry(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("floor_bench")
     simulate_entry(
-        root / "floor6msm", structure="6msm", n_particles=80, pixel_size=4.0, box=48, snr=2.0, seed=5,
+        root / "floor6msm",
+        structure="6msm",
+        n_particles=80,
+        pixel_size=4.0,
+        box=48,
+        snr=2.0,
+        seed=5,
         progress=False,
     )
     return root, "floor6msm"
@@ -75,8 +81,19 @@ def test_floor_needs_a_true_map_and_rotations(sim_entry, tmp_path):
     (bare / "gt_map.mrc").unlink()
     p0, p1 = _predictions(bare, tmp_path, 5.0)
     out = tmp_path / "ev"
-    args = ["--targetName", "bare", "--benchmarkDir", str(tmp_path / "bench"), "--half0PredsFname", p0,
-            "--half1PredsFname", p1, "--outdir", str(out), "--floor"]
+    args = [
+        "--targetName",
+        "bare",
+        "--benchmarkDir",
+        str(tmp_path / "bench"),
+        "--half0PredsFname",
+        p0,
+        "--half1PredsFname",
+        p1,
+        "--outdir",
+        str(out),
+        "--floor",
+    ]
     assert main(args) == 2
     assert not out.exists()  # nothing written
     from cesped.evaluation.evaluate import evaluate
