@@ -1,15 +1,9 @@
 """HEALPix grids on SO(3), nearest-grid-rotation lookup and factorised Wigner-D output tables.
 
-The grid itself (angles, matrices, nearest rotation) lives in :mod:`cesped.geometry.so3_grid`
-(re-exported here); this module adds the Wigner-D tables and the models' output grid.
-
-Conventions
------------
-Rotations on the grid use e3nn's Euler convention ``R(α, β, γ) = Ry(α) · Rx(β) · Ry(γ)``
-(``e3nn.o3.angles_to_matrix``), whose pole axis is **y**. The grid of order ``o`` has
-``nside = 2**o``; ``(β, α) = healpy.pix2ang(nside, p)`` (RING scheme) for the ``Npix = 12·nside²``
-pixels and ``γ_k = 2πk / (6·nside)`` for ``k < 6·nside``. The flat index of rotation
-``(p, k)`` is ``n = k·Npix + p`` (pixel fastest). The grid has ``72·8**o`` rotations.
+The grid itself (angles, matrices, nearest rotation; its conventions: e3nn's Euler angles
+``Ry(α)·Rx(β)·Ry(γ)``, HEALPix RING pixels, flat index ``n = k·Npix + p``) lives in
+:mod:`cesped.geometry.so3_grid` and is re-exported here; this module adds the Wigner-D tables
+and the models' output grid.
 
 A signal on SO(3) band-limited to ``lmax`` is stored as e3nn's "flat Wigner" coefficients
 ``x = concat_l vec_rowmajor(x_l)``, ``x_l`` of shape ``(2l+1, 2l+1)``, and its value at a
