@@ -73,6 +73,8 @@ PLAN: list[tuple[str, list[str]]] = [
     ("bench_i2s_budget.py", ["probe=1"]),
     ("bench_i2s_prediction.py", ["{ckpt}", "3,0,0"]),
     ("bench_pose_ambiguity.py", []),
+    ("bench_refinement.py", []),
+    ("bench_demo_refinement.py", []),
 ]
 
 
