@@ -90,6 +90,7 @@ PLAN: list[tuple[str, list[str], float]] = [
     ("probe_recovery_ambiguity.py", [], 0.5),  # smoke: 300 steps in 4.6 CPU-s (2.5 s imports)
     ("gpu_bench.py", ["throughput", "--seconds", "120"], 0.0),  # GPU only: skipped without CUDA
     ("gpu_bench.py", ["reconstruct", "--n", "100000", "--box", "256"], 0.0),  # GPU only
+    ("bench_demo_refinement.py", [], 2.0),  # the demo steps after training, 2 x 4,000 particles
 ]
 
 # ``--large``: speed at the sizes users run (issue 14, section 6); about 25 minutes on 2 idle cores.

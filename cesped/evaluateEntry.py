@@ -14,6 +14,8 @@ gt_0/gt_1/gt/pred_0/pred_1/pred.mrc, the plots and report.html. They are built i
 directory beside ``--outdir`` and replace it as a whole when complete (an interrupted run leaves
 the previous result); an existing ``--outdir`` may hold only outputs of an evaluation.
 Errors (bad input, unreadable or unwritable files, failed downloads) print one line and exit 2.
+``--floor`` adds the entry's image-limited floor (``references`` in metrics.json, a reference
+column of report.html's summary; simulated entries, cached per entry).
 ``--backend relion`` reconstructs with relion_reconstruct (PATH, ``CESPED_RELION_BIN``,
 ``--relionBin``) or inside ``--singularityImgFile`` (see singularity/README.md).
 """
@@ -104,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         'lacking CTF columns is refused unless the entry\'s info files say "ctf": false',
     )
     p.add_argument(
+        "--floor",
+        action="store_true",
+        help="also report the entry's image-limited floor (global search + local refinement against "
+        "its true map gt_map.mrc; minutes on the first evaluation of an entry, then cached) beside "
+        "the random-pose reference",
+    )
+    p.add_argument(
         "--no-cache",
         dest="use_cache",
         action="store_false",
@@ -135,6 +144,7 @@ def main(argv=None) -> int:
             frame=args.frame,
             allow_mirror=args.allow_mirror,
             ctf=args.ctf,
+            floor=args.floor,
         )
     except (ValueError, OSError, RuntimeError) as e:
         # bad input, a file that cannot be read or written, a failed download: one message, no traceback

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--shift-radius", type=float, help="largest origin searched, px (default max(3, 0.08 box))"
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument(
+        "--threads", type=int, default=1, help="CPU threads (default 1: least CPU time; run one per core)"
+    )
     p.add_argument("--benchmark-dir", help="default: CESPED_BENCHMARK_DIR")
     p.add_argument("--no-cache", dest="use_cache", action="store_false", help="rebuild the reference map")
     return p
@@ -80,6 +83,7 @@ def main(argv=None) -> int:
             candidates=args.candidates,
             benchmark_dir=args.benchmark_dir,
             use_cache=args.use_cache,
+            threads=args.threads,
         )
     except (ValueError, OSError) as e:  # bad input, a file that cannot be read or written
         print(f"cesped.refine: error: {error_line(e)}", file=sys.stderr)

@@ -86,6 +86,7 @@ def evaluate(
     frame: str = "fixed",
     allow_mirror: bool = False,
     ctf: bool | None = None,
+    floor: bool = False,
 ) -> dict:
     """Evaluate predicted poses of both half-sets of an entry; return the metrics.
 
@@ -143,6 +144,10 @@ def evaluate(
         CTF when they say nothing), and then a ground truth without CTF columns is refused
         (file and columns named) rather than evaluated without a CTF. False: no CTF is applied.
         Recorded in ``metrics.json`` (``"ctf"``).
+    floor : bool
+        Also report the entry's image-limited floor (:mod:`cesped.evaluation.floor`; needs the
+        true map ``gt_map.mrc``, cached per entry) as ``references["image-limited floor"]``,
+        beside the random-pose reference.
 
     Returns
     -------
@@ -160,6 +165,8 @@ def evaluate(
         raise ValueError(f"frame must be 'fixed' or 'free', got {frame!r}")
     if frame == "free" and predictionType == "S2":
         raise ValueError("frame='free' needs predicted rotations (predictionType SO3 or SO3xR2), not S2")
+    if floor and predictionType == "S2":
+        raise ValueError("floor=True (--floor) compares rotations: predictionType must be SO3 or SO3xR2")
     if allow_mirror and frame != "free":
         raise ValueError("allow_mirror=True needs frame='free'")
     if backend not in ("native", "relion"):
@@ -200,6 +207,7 @@ def evaluate(
             frame=frame,
             allow_mirror=allow_mirror,
             ctf=ctf,
+            floor=floor,
         )
     if verbose:
         print(summary_table(metrics))
@@ -227,11 +235,16 @@ def _run(
     frame="fixed",
     allow_mirror=False,
     ctf=None,
+    floor=False,
 ) -> dict:
     """The pipeline of :func:`evaluate` after the argument checks; writes into ``stage``."""
     from cesped.io.star import read_star
 
     entry = resolve_entry(targetName, benchmarkDir, symmetry, ctf=ctf)
+    if floor:
+        from cesped.evaluation.floor import check_floor_available
+
+        check_floor_available(entry.directory)  # before any work
     gts = [read_ground_truth(s, ctf=entry.ctf) for s in entry.stars]
     het = read_heterogeneity(entry.directory, gts)
     preds = [read_star(p) for p in pred_paths]
@@ -324,6 +337,12 @@ def _run(
             )
             block, het_maps = evaluate_heterogeneity(het, gts, halves, maps_kw, mask_arr, voxel_size, n_cpus)
             metrics["heterogeneity"] = {k: jsonable(v) for k, v in block.items()}
+        if floor:
+            from cesped.evaluation.floor import FLOOR, floor_reference
+
+            metrics["references"][FLOOR] = floor_reference(
+                entry.directory, device=device, use_cache=use_cache, verbose=verbose
+            )
         metrics = {k: jsonable(v) for k, v in metrics.items()}
         if stage is not None:
             if het is not None:

@@ -491,7 +491,9 @@ def _summary_table(metrics, references: Mapping[str, Mapping[str, float]]) -> st
         f"{head}<th>meaning</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
         f'<p class="note">Map metrics are {html.escape(region)}. '
         "The reference columns say where a value sits: random poses are the no-skill end "
-        "(computed for this entry's poses and symmetry); ground-truth poses are the best "
+        "(computed for this entry's poses and symmetry); the image-limited floor, when computed, "
+        "is the error of an exhaustive search against the entry's true map, about the smallest "
+        "error any estimator can reach on these images; ground-truth poses are the best "
         "reachable, from this evaluation's ground-truth half-maps. — : not computed.</p>"
     )
 
@@ -576,7 +578,8 @@ def write_report(
         Reference column name -> {summary label (e.g. ``"MAnE"``) or metric key -> value}, shown
         in the summary in this order, e.g. ``{"random poses": random_pose_reference(...)}``
         (:func:`cesped.evaluation.references.random_pose_reference`; its ``MAnE_deg`` and
-        ``wMAnE_deg`` keys are the metric keys). Later: the floor and the paper's rows.
+        ``wMAnE_deg`` keys are the metric keys) and, with ``evaluateEntry --floor``, the
+        image-limited floor (:func:`cesped.evaluation.floor.floor_reference`).
 
     Returns
     -------

@@ -1,7 +1,7 @@
 """Exhaustive search over an SO(3) grid (and a grid of origins): the start of the floor.
 
 Every particle is compared with the projections of the map at every rotation of the HEALPix
-SO(3) grid of ``order`` (:func:`cesped.models.so3_grid.so3_grid_matrices`: 4,608 rotations,
+SO(3) grid of ``order`` (:func:`cesped.geometry.so3_grid.so3_grid_matrices`: 4,608 rotations,
 15°, at order 2; 36,864, 7.5°, at order 3) at a low band (``radius = c / step``), as two real
 matrix products per chunk: ``cross = Re(A) Re(P)ᵀ + Im(A) Im(P)ᵀ`` over all (particle x origin)
 rows and ``norm = B |P|²ᵀ`` (:mod:`cesped.refinement.score`). The best gain over the origins is
@@ -89,7 +89,7 @@ def global_candidates(
     torch.Tensor
         ``(N, top, 3, 3)`` float32 rotation labels.
     """
-    from cesped.models.so3_grid import so3_grid_matrices
+    from cesped.geometry.so3_grid import so3_grid_matrices
 
     dev = batch.device
     grid = so3_grid_matrices(order).to(torch.float32)

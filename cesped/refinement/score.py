@@ -401,18 +401,21 @@ def shift_search(
         q_k = x * (wm * c) * p.conj()  # (R, P), cross(o) = Re Σ q_k exp(-2πi k·o/n)
         d = step / 2
         kx, ky = band.kx.to(batch.device), band.ky.to(batch.device)
+        ph = (-2.0 * math.pi / n) * (o[:, :1] * kx + o[:, 1:] * ky)
+        cos, sin = torch.cos(ph), torch.sin(ph)
+        qr = q_k.real * cos - q_k.imag * sin  # q · exp(i ph(o)), kept up to date as o moves
+        qi = q_k.real * sin + q_k.imag * cos
         for _ in range(sub_steps):
             # the 3 x 3 offsets are the same for every row: real (R, P) @ (P, 9) products
-            ph = (-2.0 * math.pi / n) * (o[:, :1] * kx + o[:, 1:] * ky)
-            cos, sin = torch.cos(ph), torch.sin(ph)
-            qr = q_k.real * cos - q_k.imag * sin  # q · exp(i ph)
-            qi = q_k.real * sin + q_k.imag * cos
             phe = (-2.0 * math.pi / n) * d * (offsets[:, :1] * kx + offsets[:, 1:] * ky)  # (9, P)
-            cr = qr @ torch.cos(phe).T - qi @ torch.sin(phe).T
-            o = o + d * offsets[cr.argmax(1)]
+            ce, se = torch.cos(phe), torch.sin(phe)
+            best = (qr @ ce.T - qi @ se.T).argmax(1)
+            o = o + d * offsets[best]
+            # move the phase by the chosen offset's factor (a (9, P) table, no (R, P) cos/sin)
+            cb, sb = ce[best], se[best]
+            qr, qi = qr * cb - qi * sb, qr * sb + qi * cb
             d /= 2
-        ph = (-2.0 * math.pi / n) * (o[:, :1] * kx + o[:, 1:] * ky)
-        peak = (q_k.real * torch.cos(ph) - q_k.imag * torch.sin(ph)).sum(-1)
+        peak = qr.sum(-1)
         origins.append(o)
         norm = (c * c * wm * (p.real**2 + p.imag**2)).sum(-1)
         gains.append(gains_from(peak, norm))

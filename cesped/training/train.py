@@ -27,14 +27,17 @@ def train(cfg: DictConfig) -> dict:
     """Train on ``cfg.halfset`` of ``cfg.entry`` and write ``predictions_{1-halfset}.star``.
 
     Layout of ``cfg.output_dir``: ``checkpoints/{best-*.ckpt,last.ckpt,config.yaml}``,
-    ``tensorboard/``, ``csv/metrics.csv``, ``predictions_{1-h}.star``. With ``cfg.resume`` the run
+    ``tensorboard/``, ``csv/metrics.csv``, ``predictions_{1-h}.star`` and, with ``cfg.refine``,
+    ``predictions_{1-h}_refined.star`` (:func:`cesped.refinement.api.refine_star` against the map
+    of half ``h``'s ground-truth poses, options ``cfg.refinement``). With ``cfg.resume`` the run
     continues from ``checkpoints/last.ckpt`` when it exists (written after every epoch, every
     ``callbacks.time_checkpoint.train_time_interval`` of training and on SIGTERM), and
     ``csv/metrics.csv`` keeps the earlier rows up to that checkpoint's step.
 
     Returns
     -------
-    dict with ``best_ckpt``, ``last_ckpt``, ``predictions`` (path or None) and the final callback metrics.
+    dict with ``best_ckpt``, ``last_ckpt``, ``predictions`` (path or None), ``refined`` (path, with
+    ``cfg.refine``) and the final callback metrics.
 
     Raises
     ------
@@ -139,4 +142,29 @@ def train(cfg: DictConfig) -> dict:
             rot90_average=bool(pred_cfg.get("rot90_average", False)),
         )
         result["predictions"] = str(write_predictions(ds, ids, rot, prob, out / f"predictions_{other}.star"))
+        if cfg.get("refine"):
+            result["refined"] = _refine_predictions(cfg, Path(result["predictions"]), other, device)
     return result
+
+
+def _refine_predictions(cfg: DictConfig, pred: Path, half: int, device: str) -> str:
+    """``predictions_{half}_refined.star`` beside ``pred``: projection matching of the predicted
+    half against the map of the training half's ground-truth poses (:func:`refine_star`'s default;
+    no label of the predicted half is read). Options in ``cfg.refinement``."""
+    from cesped.refinement.api import refine_star
+
+    rc = cfg.get("refinement") or {}
+    top_k = rc.get("top_k") or (cfg.get("prediction") or {}).get("top_k") or 1
+    summary = refine_star(
+        str(cfg.entry),
+        half,
+        pred,
+        pred.with_name(f"{pred.stem}_refined.star"),
+        reference_from_half=1 - half,
+        top_k=int(top_k),
+        device=str(rc.get("device") or device),
+        band_limit_A=rc.get("band_limit_A"),
+        shift_radius_px=rc.get("shift_radius_px"),
+        benchmark_dir=cfg.get("benchmark_dir"),
+    )
+    return summary["out"]
