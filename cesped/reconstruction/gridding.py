@@ -135,36 +135,40 @@ def pipe_menon_weights(
     x = np.fft.fftfreq(big, d=1.0 / big).astype(np.int64)
     lut = blob_transform(np.sqrt(np.arange(3 * (big // 2) ** 2 + 1)) * p_relion / (m * big)).astype(np.float32)
     r2yx = x[:, None] ** 2 + x[None, :] ** 2
-    blob = np.empty((big, big, big), dtype=np.float32)
-    for i in range(big):  # plane by plane: no (L, L, L) int64 index array in memory
-        blob[i] = lut[r2yx + x[i] ** 2]
+    # the multiplier is even along z: one (L, L) plane per |z| (half the memory of the cube)
+    half = big // 2 + 1
+    blob_planes = np.empty((half, big, big), dtype=np.float32)
+    for i in range(half):
+        blob_planes[i] = lut[r2yx + i * i]
     del r2yx
+    plane_of = np.abs(x)
     inv = inside.astype(np.float32)
-    # buffers reused by every iteration (fresh (L, L, L) arrays would be page-faulted in again)
+    # one complex buffer for the whole iteration: the complex FFT passes run in place and the
+    # real-space passes (c2r, multiplier, r2c along x, row by row) in slabs of z planes, so no
+    # other (L, L, L) array is allocated
     spec = np.zeros(fw.shape, dtype=np.complex64)
-    den = np.empty(fw.shape, dtype=np.float32)
+    slabs = [(z0, min(z0 + 16, big)) for z0 in range(0, big, 16)]
     tiny = np.float32(1e-6)
     for _ in range(int(n_iter)):
         spec.imag = 0.0
         np.multiply(inv, fw, out=spec.real)
-        # irfftn / rfftn axis by axis, the complex passes in place (no fresh (L, L, L) buffers)
         spec = scipy.fft.ifft(spec, axis=0, workers=nt, overwrite_x=True)
         spec = scipy.fft.ifft(spec, axis=1, workers=nt, overwrite_x=True)
-        real = scipy.fft.irfft(spec, n=big, axis=2, workers=nt)
-        real *= blob
-        conv = scipy.fft.rfft(real, axis=2, workers=nt)
-        del real
-        conv = scipy.fft.fft(conv, axis=1, workers=nt, overwrite_x=True)
-        conv = scipy.fft.fft(conv, axis=0, workers=nt, overwrite_x=True)
-        np.abs(conv, out=den)
-        del conv
-        np.maximum(den, tiny, out=den)
-        np.divide(inv, den, out=inv, where=inside)
+        for z0, z1 in slabs:
+            real = scipy.fft.irfft(spec[z0:z1], n=big, axis=2, workers=nt)
+            real *= blob_planes[plane_of[z0:z1]]
+            spec[z0:z1] = scipy.fft.rfft(real, axis=2, workers=nt)
+        spec = scipy.fft.fft(spec, axis=1, workers=nt, overwrite_x=True)
+        spec = scipy.fft.fft(spec, axis=0, workers=nt, overwrite_x=True)
+        for z0, z1 in slabs:
+            den = np.abs(spec[z0:z1])
+            np.maximum(den, tiny, out=den)
+            np.divide(inv[z0:z1], den, out=inv[z0:z1], where=inside[z0:z1])
         # where a whole blob's neighbourhood holds no data (few particles) the convolution is ~0
         # and W would grow 1e6-fold per iteration past float32's range (RELION uses doubles);
         # W multiplies zero data there, so capping it changes no map value
         np.minimum(inv, np.float32(1e30), out=inv)
-    del spec, den, blob, fw
+    del spec, blob_planes, fw
     out = np.zeros(w.shape, dtype=np.float32)
     out[box_ix] = np.where(ins, inv[np.ix_(idx, idx, np.arange(q + 1))], 0)
     return out
