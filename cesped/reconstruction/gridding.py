@@ -133,7 +133,8 @@ def pipe_menon_weights(
     # r·P_relion / (m·L), so that the Fourier-space kernel is RELION's blob(k·m / P_relion)
     p_relion = 2 * (int(pad) * (int(box) // 2) + 1) + 1
     x = np.fft.fftfreq(big, d=1.0 / big).astype(np.int64)
-    lut = blob_transform(np.sqrt(np.arange(3 * (big // 2) ** 2 + 1)) * p_relion / (m * big)).astype(np.float32)
+    radii = np.sqrt(np.arange(3 * (big // 2) ** 2 + 1))
+    lut = blob_transform(radii * p_relion / (m * big)).astype(np.float32)
     r2yx = x[:, None] ** 2 + x[None, :] ** 2
     # the multiplier is even along z: one (L, L) plane per |z| (half the memory of the cube)
     half = big // 2 + 1
