@@ -287,41 +287,74 @@ class ImageSource:
             self._maps.move_to_end(k)
         return m
 
-    def read(self, indices: Sequence[int] | slice | np.ndarray) -> np.ndarray:
+    def _rows(self, indices) -> np.ndarray:
+        n = len(self)
+        if isinstance(indices, slice):
+            return np.arange(n)[indices]
+        rows = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if rows.size and (rows.min() < -n or rows.max() >= n):
+            bad = rows[(rows < -n) | (rows >= n)][0]
+            raise IndexError(f"ImageSource.read: row {int(bad)} out of range for {n} particles")
+        return np.where(rows < 0, rows + n, rows)
+
+    def read(self, indices: Sequence[int] | slice | np.ndarray, via_maps: bool = True) -> np.ndarray:
         """Images of the given particle rows.
 
         Parameters
         ----------
         indices : sequence of int, integer array or slice
             Rows of ``star.particles`` (negative values count from the end).
+        via_maps : bool
+            True (default): copy from memory maps of the stacks (kept open, fast for many
+            small random reads). False: plain file reads, one per run of consecutive slices,
+            and no map: the page cache's pages are never mapped into this process, whose
+            resident memory then does not grow with the stack (a memory map of scattered
+            images can add about 1 MiB of mapped pages per image read).
 
         Returns
         -------
         np.ndarray float32 (n, ny, nx)
             Images in the order requested.
+
+        Raises
+        ------
+        ValueError
+            ``via_maps=False`` and a stack is shorter than its header says.
         """
-        n = len(self)
-        if isinstance(indices, slice):
-            rows = np.arange(n)[indices]
-        else:
-            rows = np.asarray(indices, dtype=np.int64).reshape(-1)
-            if rows.size and (rows.min() < -n or rows.max() >= n):
-                bad = rows[(rows < -n) | (rows >= n)][0]
-                raise IndexError(f"ImageSource.read: row {int(bad)} out of range for {n} particles")
-            rows = np.where(rows < 0, rows + n, rows)
+        rows = self._rows(indices)
         out = np.empty((rows.size, *self._shape), dtype=np.float32)
         if rows.size == 0:
             return out
         fidx = self.file_index[rows]
         sidx = self.slice_index[rows]
+        read_into = self._read_into if via_maps else self._pread_into
         if len(self.files) == 1:  # fast path: one stack
-            self._read_into(out, np.arange(rows.size), 0, sidx)
+            read_into(out, np.arange(rows.size), 0, sidx)
             return out
         order = np.argsort(fidx, kind="stable")
         bounds = np.flatnonzero(np.diff(fidx[order])) + 1
         for grp in np.split(order, bounds):
-            self._read_into(out, grp, int(fidx[grp[0]]), sidx[grp])
+            read_into(out, grp, int(fidx[grp[0]]), sidx[grp])
         return out
+
+    def _pread_into(self, out: np.ndarray, pos: np.ndarray, k: int, sidx: np.ndarray) -> None:
+        srt = np.argsort(sidx, kind="stable")  # read the file front to back
+        sl, ps = sidx[srt], pos[srt]
+        dt = self._dtypes[k]
+        img_bytes = dt.itemsize * self._shape[0] * self._shape[1]
+        runs = np.split(np.arange(sl.size), np.flatnonzero(np.diff(sl) != 1) + 1)
+        with open(self.files[k], "rb", buffering=0) as fh:
+            for run in runs:
+                count = run.size
+                buf = bytearray(count * img_bytes)
+                fh.seek(self._offsets[k] + int(sl[run[0]]) * img_bytes)
+                got = fh.readinto(buf)
+                if got != len(buf):
+                    raise ValueError(
+                        f"{self.files[k]}: truncated stack (image {int(sl[run[0]]) + 1} onwards: "
+                        f"{got} of {len(buf)} bytes)"
+                    )
+                out[ps[run]] = np.frombuffer(buf, dtype=dt).reshape(count, *self._shape)
 
     def _read_into(self, out: np.ndarray, pos: np.ndarray, k: int, sidx: np.ndarray) -> None:
         m = self._map(k)

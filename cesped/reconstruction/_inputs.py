@@ -103,8 +103,13 @@ def slice_plane_order(rot: np.ndarray, bins: int = 24) -> np.ndarray:
 
 
 def read_chunk(src, rows) -> np.ndarray:
-    """Images ``rows`` as float32; the stack's memory maps are dropped after each chunk so that
-    mapped pages (counted in the RSS) do not accumulate with the number of particles."""
+    """Images ``rows`` as float32, by plain file reads where the source offers them (an
+    :class:`cesped.io.stack.ImageSource`: no mapped pages in the RSS); other sources' memory maps
+    are dropped after each chunk so that mapped pages do not accumulate with the particles."""
+    from cesped.io.stack import ImageSource
+
+    if isinstance(src, ImageSource):
+        return src.read(rows, via_maps=False)
     out = np.asarray(src.read(rows), dtype=np.float32)
     close = getattr(src, "close", None)
     if close is not None:

@@ -114,38 +114,62 @@ def pipe_menon_weights(
     nt = default_threads() if workers is None else max(1, int(workers))
     h = p // 2
     big = scipy.fft.next_fast_len(max(p, m + 3), real=True)  # no wrap-around into the sphere
-    k = np.arange(-h, h + 1)
-    kx = np.arange(p // 2 + 1)
-    r2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2
-    inside_c = r2 < (m / 2.0) ** 2
     # only |k| < m/2 matters: copy that cube into the FFT layout of the L-grid
     q = m // 2
     sel = np.arange(-q, q + 1)
     idx = sel % big
-    ws = np.where(inside_c, w, 0.0)[np.ix_(sel + h, sel + h, np.arange(q + 1))].astype(np.float32)
-    ins = inside_c[np.ix_(sel + h, sel + h, np.arange(q + 1))]
+    box_ix = np.ix_(sel + h, sel + h, np.arange(q + 1))
+    s2 = (sel**2).astype(np.int32)
+    x2 = (np.arange(q + 1) ** 2).astype(np.int32)
+    ins = (s2[:, None, None] + s2[None, :, None] + x2[None, None, :]) < (m / 2.0) ** 2
+    ws = np.where(ins, w[box_ix], 0.0).astype(np.float32)
+    # the weight is real: a real array on the L-grid (half the memory of a complex one)
     fw = np.zeros((big, big, big // 2 + 1), dtype=np.float32)
     inside = np.zeros(fw.shape, dtype=bool)
     fw[np.ix_(idx, idx, np.arange(q + 1))] = ws
     inside[np.ix_(idx, idx, np.arange(q + 1))] = ins
+    del ws
     # real-space multiplier on the whole (L, L, L) grid of irfftn: the blob's transform at
     # r·P_relion / (m·L), so that the Fourier-space kernel is RELION's blob(k·m / P_relion)
     p_relion = 2 * (int(pad) * (int(box) // 2) + 1) + 1
     x = np.fft.fftfreq(big, d=1.0 / big).astype(np.int64)
-    lut = blob_transform(np.sqrt(np.arange(3 * (big // 2) ** 2 + 1)) * p_relion / (m * big))
-    r2i = x[:, None, None] ** 2 + x[None, :, None] ** 2 + x[None, None, :] ** 2
-    blob = lut.astype(np.float32)[r2i]
-    del r2i
+    radii = np.sqrt(np.arange(3 * (big // 2) ** 2 + 1))
+    lut = blob_transform(radii * p_relion / (m * big)).astype(np.float32)
+    r2yx = x[:, None] ** 2 + x[None, :] ** 2
+    # the multiplier is even along z: one (L, L) plane per |z| (half the memory of the cube)
+    half = big // 2 + 1
+    blob_planes = np.empty((half, big, big), dtype=np.float32)
+    for i in range(half):
+        blob_planes[i] = lut[r2yx + i * i]
+    del r2yx
+    plane_of = np.abs(x)
     inv = inside.astype(np.float32)
+    # one complex buffer for the whole iteration: the complex FFT passes run in place and the
+    # real-space passes (c2r, multiplier, r2c along x, row by row) in slabs of z planes, so no
+    # other (L, L, L) array is allocated
+    spec = np.zeros(fw.shape, dtype=np.complex64)
+    slabs = [(z0, min(z0 + 16, big)) for z0 in range(0, big, 16)]
+    tiny = np.float32(1e-6)
     for _ in range(int(n_iter)):
-        conv = scipy.fft.rfftn(scipy.fft.irfftn(inv * fw, s=(big,) * 3, workers=nt) * blob, workers=nt)
-        np.divide(inv, np.maximum(np.abs(conv), np.float32(1e-6)), out=inv, where=inside)
+        spec.imag = 0.0
+        np.multiply(inv, fw, out=spec.real)
+        spec = scipy.fft.ifft(spec, axis=0, workers=nt, overwrite_x=True)
+        spec = scipy.fft.ifft(spec, axis=1, workers=nt, overwrite_x=True)
+        for z0, z1 in slabs:
+            real = scipy.fft.irfft(spec[z0:z1], n=big, axis=2, workers=nt)
+            real *= blob_planes[plane_of[z0:z1]]
+            spec[z0:z1] = scipy.fft.rfft(real, axis=2, workers=nt)
+        spec = scipy.fft.fft(spec, axis=1, workers=nt, overwrite_x=True)
+        spec = scipy.fft.fft(spec, axis=0, workers=nt, overwrite_x=True)
+        for z0, z1 in slabs:
+            den = np.abs(spec[z0:z1])
+            np.maximum(den, tiny, out=den)
+            np.divide(inv[z0:z1], den, out=inv[z0:z1], where=inside[z0:z1])
         # where a whole blob's neighbourhood holds no data (few particles) the convolution is ~0
         # and W would grow 1e6-fold per iteration past float32's range (RELION uses doubles);
         # W multiplies zero data there, so capping it changes no map value
         np.minimum(inv, np.float32(1e30), out=inv)
+    del spec, blob_planes, fw
     out = np.zeros(w.shape, dtype=np.float32)
-    out[np.ix_(sel + h, sel + h, np.arange(q + 1))] = np.where(
-        ins, inv[np.ix_(idx, idx, np.arange(q + 1))], 0
-    )
+    out[box_ix] = np.where(ins, inv[np.ix_(idx, idx, np.arange(q + 1))], 0)
     return out

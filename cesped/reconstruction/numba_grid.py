@@ -161,7 +161,9 @@ class NumbaGrid:
         if release:
             self.grids = None
         if gridding == "iterative":
-            vol_ft = self._iterative_spectrum(grid)
+            parts = list(complete_x0_plane(grid))
+            grid = None  # the accumulator's memory is free (with release) before the gridding
+            vol_ft = self._iterative_spectrum(parts)
         else:
             nsh = m // 2 + 2
             wsum, cnt = _splat_numba.shell_weight_sums(grid, self.c, m, nsh, self.n_threads)
@@ -176,14 +178,15 @@ class NumbaGrid:
             soft_mask_inplace(vol, n / 2.0, 3.0)
         return vol.astype(np.float32)
 
-    def _iterative_spectrum(self, acc: np.ndarray) -> np.ndarray:
-        """``data · W`` (RELION's iterative gridding weights) of the centred ``(dz, dy, dx, 3)``
-        accumulator, as the unshifted (m, m, m//2+1) complex64 half spectrum, zero outside the
-        Nyquist sphere."""
+    def _iterative_spectrum(self, parts: list) -> np.ndarray:
+        """``data · W`` (RELION's iterative gridding weights) of ``parts = [data, weight]``, the
+        centred ``(dz, dy, dx)`` complex64 data and float32 weight of :func:`complete_x0_plane`,
+        as the unshifted (m, m, m//2+1) complex64 half spectrum, zero outside the Nyquist sphere.
+        ``parts`` is emptied (its arrays freed as soon as they are used)."""
         from cesped.reconstruction.gridding import pipe_menon_weights
 
         c, m = self.c, self.m
-        data, weight = complete_x0_plane(acc)
+        data, weight = parts.pop(0), parts.pop(0)
         inv = pipe_menon_weights(weight, self.box, self.pad, workers=self.n_threads)
         del weight
         data *= inv

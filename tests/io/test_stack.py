@@ -67,7 +67,8 @@ def test_write_stack_bad_pixel_size(tmp_path):
         write_stack(tmp_path / "s.mrcs", np.zeros((1, 4, 4)), 0.0)
 
 
-def test_image_source_multi_file_random_order(tmp_path):
+@pytest.mark.parametrize("via_maps", [True, False])
+def test_image_source_multi_file_random_order(tmp_path, via_maps):
     a, b = _images(6, seed=1), _images(4, seed=2)
     write_stack(tmp_path / "stacks" / "a.mrcs", a, 1.5)
     write_stack(tmp_path / "stacks" / "b.mrcs", b, 1.5)
@@ -79,14 +80,14 @@ def test_image_source_multi_file_random_order(tmp_path):
     src = ImageSource.from_star(read_star(tmp_path / "p.star"))
     assert len(src) == 10 and src.image_shape == (12, 10)
     idx = [9, 0, 3, 3, 7, -1]
-    out = src.read(idx)
+    out = src.read(idx, via_maps=via_maps)
     assert out.dtype == np.float32 and out.shape == (6, 12, 10)
     np.testing.assert_array_equal(out, ref_all[idx])
-    np.testing.assert_array_equal(src.read(slice(2, 8)), ref_all[2:8])
-    np.testing.assert_array_equal(src.read(np.arange(10)), ref_all)
-    assert src.read([]).shape == (0, 12, 10)
+    np.testing.assert_array_equal(src.read(slice(2, 8), via_maps=via_maps), ref_all[2:8])
+    np.testing.assert_array_equal(src.read(np.arange(10), via_maps=via_maps), ref_all)
+    assert src.read([], via_maps=via_maps).shape == (0, 12, 10)
     with pytest.raises(IndexError):
-        src.read([10])
+        src.read([10], via_maps=via_maps)
 
 
 def test_single_stack_fast_path_matches(tmp_path):
@@ -157,15 +158,27 @@ def test_reads_do_not_load_whole_stack(tmp_path):
     assert os.stat(tmp_path / "big.mrcs").st_blocks * 512 < 50_000_000  # still sparse
 
 
-def test_integer_mode_stack_read_as_float32(tmp_path):
+@pytest.mark.parametrize("via_maps", [True, False])
+def test_integer_mode_stack_read_as_float32(tmp_path, via_maps):
     data = np.arange(3 * 4 * 5, dtype=np.int16).reshape(3, 4, 5) - 20
     with mrcfile.new(tmp_path / "i.mrcs") as m:
         m.set_data(data)
         m.set_image_stack()
     src = ImageSource.from_star(_star(["3@i.mrcs", "1@i.mrcs"], tmp_path / "p.star"))
-    out = src.read([0, 1])
+    out = src.read([0, 1], via_maps=via_maps)
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, data[[2, 0]].astype(np.float32))
+
+
+def test_file_reads_of_a_stack_truncated_after_indexing(tmp_path):
+    write_stack(tmp_path / "t.mrcs", _images(4), 1.0)
+    src = ImageSource.from_star(_star([f"{i + 1}@t.mrcs" for i in range(4)], tmp_path / "p.star"))
+    np.testing.assert_array_equal(src.read([3, 1], via_maps=False), _images(4)[[3, 1]])
+    with open(tmp_path / "t.mrcs", "r+b") as fh:
+        fh.truncate(os.path.getsize(tmp_path / "t.mrcs") - 100)
+    with pytest.raises(ValueError, match=r"t\.mrcs: truncated stack \(image 4 onwards"):
+        src.read([3], via_maps=False)
+    np.testing.assert_array_equal(src.read([0, 1], via_maps=False), _images(4)[[0, 1]])
 
 
 def test_index_past_end_names_row_file_and_index(tmp_path):
