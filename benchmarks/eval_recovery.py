@@ -25,7 +25,11 @@ import torch
 
 def emit(name, value, unit, reference=None, **extra):
     ratio = None if reference in (None, 0) else value / reference
-    print(json.dumps({"name": name, "value": value, "unit": unit, "reference": reference, "ratio": ratio, **extra}))
+    print(
+        json.dumps(
+            {"name": name, "value": value, "unit": unit, "reference": reference, "ratio": ratio, **extra}
+        )
+    )
 
 
 def main(argv=None) -> int:

@@ -25,12 +25,18 @@ __all__ = ["main", "build_parser"]
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m cesped.recover", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m cesped.recover",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--star", required=True, help="particles to recover (star file with images and CTF columns)")
+    ap.add_argument(
+        "--star", required=True, help="particles to recover (star file with images and CTF columns)"
+    )
     ap.add_argument("--out", required=True, help="output star file")
     ap.add_argument("--train-star", help="labelled particles of the same structure (the other half-set)")
-    ap.add_argument("--oracle", action="store_true", help="exact distances from --star's poses (sanity check)")
+    ap.add_argument(
+        "--oracle", action="store_true", help="exact distances from --star's poses (sanity check)"
+    )
     ap.add_argument("--image-size", type=int, default=32, help="Fourier-resized side, px (default 32)")
     ap.add_argument("--train-steps", type=int, default=1500)
     ap.add_argument("--width", type=int, default=8, help="network width (channels of the first layer)")
@@ -62,7 +68,8 @@ def main(argv=None) -> int:
     except (ValueError, OSError) as e:
         print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
-    print(f"[recover] wrote {args.out} (in-plane angle {rec['inplane_angle_deg']:g} deg, {rec['total_s']:.0f} s)")
+    phi, total = rec["inplane_angle_deg"], rec["total_s"]
+    print(f"[recover] wrote {args.out} (in-plane angle {phi:g} deg, {total:.0f} s)")
     return 0
 
 

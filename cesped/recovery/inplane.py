@@ -135,7 +135,8 @@ def inplane_search(
     imgs, ctf, rot, sh = _check(images, ctf, rotmats, shifts_px)
     if not (0 < fine_step_deg <= coarse_step_deg <= 90):
         raise ValueError(
-            f"inplane: need 0 < fine_step_deg <= coarse_step_deg <= 90, got {fine_step_deg}, {coarse_step_deg}"
+            "inplane: need 0 < fine_step_deg <= coarse_step_deg <= 90, "
+            f"got {fine_step_deg}, {coarse_step_deg}"
         )
     n, d = imgs.shape[0], imgs.shape[1]
     rng = np.random.default_rng(seed)
@@ -147,7 +148,9 @@ def inplane_search(
     shell = d / 4.0 if max_shell is None else float(max_shell)
 
     def score(phi):
-        return reprojection_score(ft, c, r @ rotation_z(torch.tensor(float(phi))).to(torch.float64), split, shell)
+        return reprojection_score(
+            ft, c, r @ rotation_z(torch.tensor(float(phi))).to(torch.float64), split, shell
+        )
 
     coarse = np.arange(0.0, 180.0, coarse_step_deg)
     s_coarse = np.array([score(p) for p in coarse])

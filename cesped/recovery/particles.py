@@ -39,7 +39,9 @@ def load_particles(star_path, image_size: int | None = None, image_root=None) ->
     _, parts, src, px, box = read_particles(star_path, image_root=image_root)
     size = box if image_size is None else int(image_size)
     if size < 8 or size > box or size % 2:
-        raise ValueError(f"image_size must be even, >= 8 and <= the box ({box}) of {star_path}, got {image_size}")
+        raise ValueError(
+            f"image_size must be even, >= 8 and <= the box ({box}) of {star_path}, got {image_size}"
+        )
     imgs = torch.as_tensor(np.asarray(src.read(np.arange(len(parts))), dtype=np.float32))
     if size != box:
         imgs = fourier_resize(imgs[:, None], size)[:, 0]

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
 __all__ = ["run_recovery"]
@@ -78,7 +77,9 @@ def run_recovery(
     say = log or (lambda s: None)
     out = Path(out)
     if not oracle and train_star is None:
-        raise ValueError("run_recovery: train_star (labelled particles of the other half-set) is required unless oracle")
+        raise ValueError(
+            "run_recovery: train_star (labelled particles of the other half-set) is required unless oracle"
+        )
     rec: dict = {"star": str(star), "train_star": None if oracle else str(train_star), "oracle": bool(oracle),
                  "image_size": image_size, "seed": seed}  # fmt: skip
     t0 = time.perf_counter()
@@ -93,7 +94,9 @@ def run_recovery(
 
         train = load_particles(train_star, image_size)
         if train.rotmats is None:
-            raise ValueError(f"run_recovery: {train_star} has no rlnAngleRot/Tilt/Psi (training needs labels)")
+            raise ValueError(
+                f"run_recovery: {train_star} has no rlnAngleRot/Tilt/Psi (training needs labels)"
+            )
         t1 = time.perf_counter()
         model, history = train_siamese(
             train.images, train.rotmats, steps=train_steps, width=width, seed=seed,

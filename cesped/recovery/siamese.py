@@ -133,7 +133,9 @@ def train_siamese(
     from cesped.recovery.quaternions import qmul, quarter_turns
 
     if normalize_symmetry(symmetry) != "C1":
-        raise ValueError(f"train_siamese: symmetry {symmetry!r} not supported (only C1 distances are defined)")
+        raise ValueError(
+            f"train_siamese: symmetry {symmetry!r} not supported (only C1 distances are defined)"
+        )
     imgs = torch.as_tensor(images)
     if imgs.ndim != 3 or imgs.shape[1] != imgs.shape[2]:
         raise ValueError(f"train_siamese: images must be (n, s, s), got {tuple(imgs.shape)}")
@@ -169,10 +171,14 @@ def train_siamese(
         ib = pool_a[torch.randint(0, len(pool_a), (b,), generator=gen)]
         if neighbours is not None:
             half = b // 2
-            ib[:half] = neighbours[a_pos[:half], torch.randint(0, neighbours.shape[1], (half,), generator=gen)]
+            ib[:half] = neighbours[
+                a_pos[:half], torch.randint(0, neighbours.shape[1], (half,), generator=gen)
+            ]
         ka = torch.randint(0, 4, (b,), generator=gen)
         kb = torch.randint(0, 4, (b,), generator=gen)
-        target = _pair_angles(qmul(q[ia], quarter_turns(ka)), qmul(q[ib], quarter_turns(kb))).to(torch.float32)
+        target = _pair_angles(qmul(q[ia], quarter_turns(ka)), qmul(q[ib], quarter_turns(kb))).to(
+            torch.float32
+        )
         return rot90_images(x[ia], ka), rot90_images(x[ib], kb), target
 
     for step in range(int(steps)):
@@ -210,7 +216,9 @@ def network_distance_fn(model: SiameseDistance, images: torch.Tensor, batch_size
 
     x = standardize(torch.as_tensor(images))
     if x.shape[-1] != model.image_size:
-        raise ValueError(f"network_distance_fn: images are {x.shape[-1]} px, the network expects {model.image_size}")
+        raise ValueError(
+            f"network_distance_fn: images are {x.shape[-1]} px, the network expects {model.image_size}"
+        )
     model.eval()
     out = []
     with torch.no_grad():

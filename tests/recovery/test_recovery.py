@@ -67,7 +67,8 @@ def _recover(R, inplane_copies, steps=1000):
 def _best_over_phi(R_hat, R_true):
     """Smallest frame-free MAnE over a global right factor Rz(phi), 1-degree grid (brute force)."""
     return min(
-        align_frames(R_hat @ _rz(phi), R_true, "C1", allow_mirror=True).errors_deg.mean() for phi in np.arange(0.0, 180.0, 0.5)
+        align_frames(R_hat @ _rz(phi), R_true, "C1", allow_mirror=True).errors_deg.mean()
+        for phi in np.arange(0.0, 180.0, 0.5)
     )
 
 
@@ -124,3 +125,22 @@ def test_bad_inputs_raise_clear_errors(blob):
         inplane_search(imgs, np.eye(3)[None].repeat(10, 0), ctf=torch.ones(10, 16, 16))
     with pytest.raises(ValueError, match="o4_align"):
         o4_align(np.zeros((3, 4)), np.zeros((4, 4)))
+
+
+def test_siamese_and_cli_bad_inputs(tmp_path, capsys):
+    from cesped.recover import main
+    from cesped.recovery.siamese import train_siamese
+
+    R = Rotation.random(30, random_state=0).as_matrix()
+    with pytest.raises(ValueError, match="symmetry 'C2' not supported"):
+        train_siamese(torch.zeros(30, 16, 16), R, symmetry="C2")
+    with pytest.raises(ValueError, match=r"rotmats must be \(30, 3, 3\)"):
+        train_siamese(torch.zeros(30, 16, 16), R[:29])
+    assert main(["--star", str(tmp_path / "p.star"), "--out", str(tmp_path / "o.star")]) == 2
+    assert "--train-star is required" in capsys.readouterr().err
+    assert (
+        main(["--star", str(tmp_path / "missing.star"), "--oracle", "--out", str(tmp_path / "o.star")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "missing.star" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.star").exists()
