@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--image-size", type=int, default=32, help="Fourier-resized side, px (default 32)")
     ap.add_argument("--train-steps", type=int, default=1500)
+    ap.add_argument("--train-lr", type=float, default=1e-3, help="network learning rate (Adam, cosine decay)")
     ap.add_argument("--width", type=int, default=8, help="network width (channels of the first layer)")
     ap.add_argument("--recover-steps", type=int, default=3000)
     ap.add_argument("--pair-batch", type=int, default=2048)
@@ -62,7 +63,8 @@ def main(argv=None) -> int:
     try:
         rec = run_recovery(
             args.star, args.out, train_star=args.train_star, oracle=args.oracle, image_size=args.image_size,
-            train_steps=args.train_steps, width=args.width, recover_steps=args.recover_steps,
+            train_steps=args.train_steps,
+            train_lr=args.train_lr, width=args.width, recover_steps=args.recover_steps,
             pair_batch=args.pair_batch, lr=args.lr, inplane_particles=args.inplane_particles, seed=args.seed,
         )  # fmt: skip
     except (ValueError, OSError) as e:

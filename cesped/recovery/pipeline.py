@@ -32,6 +32,7 @@ def run_recovery(
     oracle: bool = False,
     image_size: int = 32,
     train_steps: int = 1500,
+    train_lr: float = 1e-3,
     width: int = 8,
     recover_steps: int = 3000,
     pair_batch: int = 2048,
@@ -55,8 +56,8 @@ def run_recovery(
         and the in-plane search alone; NOT a baseline).
     image_size : int
         Images are Fourier-resized to this side (px) for the network and the in-plane search.
-    train_steps, width : int
-        Network training steps and width (:func:`cesped.recovery.siamese.train_siamese`).
+    train_steps, train_lr, width : int, float, int
+        Network training steps, learning rate and width (:func:`cesped.recovery.siamese.train_siamese`).
     recover_steps, pair_batch, lr : int, int, float
         Recovery (:func:`cesped.recovery.solve.recover_orientations`).
     inplane_particles : int
@@ -99,7 +100,7 @@ def run_recovery(
             )
         t1 = time.perf_counter()
         model, history = train_siamese(
-            train.images, train.rotmats, steps=train_steps, width=width, seed=seed,
+            train.images, train.rotmats, steps=train_steps, lr=train_lr, width=width, seed=seed,
             progress=lambda s, r: say(f"[recover] network step {s}: {json.dumps(r)}"),
         )  # fmt: skip
         rec["network_history"] = history
