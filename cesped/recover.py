@@ -38,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--oracle", action="store_true", help="exact distances from --star's poses (sanity check)"
     )
     ap.add_argument("--image-size", type=int, default=32, help="Fourier-resized side, px (default 32)")
-    ap.add_argument("--train-steps", type=int, default=1500)
-    ap.add_argument("--train-lr", type=float, default=1e-3, help="network learning rate (Adam, cosine decay)")
+    ap.add_argument("--train-steps", type=int, default=6000)
+    ap.add_argument("--train-lr", type=float, default=3e-3, help="network learning rate (Adam, cosine decay)")
     ap.add_argument("--width", type=int, default=8, help="network width (channels of the first layer)")
     ap.add_argument("--recover-steps", type=int, default=3000)
     ap.add_argument("--pair-batch", type=int, default=2048)
