@@ -10,7 +10,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "cesped"
 
-#: io -> geometry/physics -> reconstruction/simulation -> refinement, data -> models, training,
+#: io -> geometry/physics -> reconstruction/simulation -> refinement, data -> models, training, recovery,
 #: evaluation -> benchmark protocol -> entry points (the modules at the package's top level).
 LAYERS = {
     "io": 0,
@@ -22,6 +22,7 @@ LAYERS = {
     "data": 3,
     "models": 4,
     "training": 4,
+    "recovery": 4,
     "evaluation": 4,
     "benchmark": 5,
 }
