@@ -115,6 +115,20 @@ def plan_gaps(plan: list[tuple[str, list[str], float]], folder: Path = HERE) -> 
     return sorted(scripts - {name for name, _, _ in plan})
 
 
+def git_commit() -> str | None:
+    """The checkout's commit (with ``+dirty`` when files differ from it), or None outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE.parent, capture_output=True,
+                              text=True, timeout=30)  # fmt: skip
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE.parent,
+                               capture_output=True, text=True, timeout=30)  # fmt: skip
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def cuda_available(env: dict) -> bool:
     """Whether torch sees a CUDA device (asked in a child process: no torch import here)."""
     code = "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"
@@ -338,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     record = {
         "machine": machine,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t_start)),
+        "commit": git_commit(),
         "command": "python benchmarks/run_all.py" + (" --large" if args.large else ""),
         "minutes": round(minutes, 1),
         "scripts": scripts,

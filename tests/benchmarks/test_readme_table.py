@@ -126,3 +126,37 @@ def test_round_trip_latest_and_large(tmp_path):
     assert mod.main([*args, "--check"]) == 0
     (res / "large.md").write_text(run_all.markdown_table(figs["large"][:2], "test machine"))
     assert mod.main([*args, "--check"]) == 1  # a changed large table makes the README stale
+
+
+def test_headline_rows_name_their_figures_commands_and_raw_file(tmp_path):
+    """The headline table has a readable label for the figures it knows, their values, reference
+    and ratio, and the full table stays below it in a fold; the run's commit and date are shown."""
+    run_all = _module(BENCH / "run_all.py", "run_all")
+    mod = _module()
+    figs = [
+        {"name": "reconstruct_seconds_8000x128px_2cpu", "value": 4.648, "unit": "s", "reference": 18.697,
+         "reference_name": "mpirun -np 2 relion_reconstruct_mpi", "ratio": 4.02,
+         "bench_command": "python benchmarks/bench_reconstruction.py"},
+        {"name": "dataloading_images_per_s_workers2", "value": 3428.8, "unit": "images/s", "reference": None,
+         "ratio": None, "bench_command": "python benchmarks/bench_dataloading.py"},
+        {"name": "something_new", "value": 1.5, "unit": "s", "reference": None, "ratio": None,
+         "bench_command": "python benchmarks/bench_new.py"},
+    ]  # fmt: skip
+    res = tmp_path / "results"
+    res.mkdir()
+    record = {"figures": figs, "machine": "test machine", "commit": "0123456789abcdef", "date": "2026-12-04"}
+    (res / "latest.json").write_text(json.dumps(record))
+    (res / "latest.md").write_text(run_all.markdown_table(figs, "test machine"))
+    readme = tmp_path / "README.md"
+    readme.write_text(mod.START + "\n" + mod.END + "\n")
+    args = ["--results", str(res / "latest.md"), "--large", str(res / "no.md"), "--readme", str(readme)]
+    assert mod.main(args) == 0
+    text = readme.read_text()
+    head, fold = text.split("<details>", 1)
+    assert "commit `0123456789ab`" in head and "2026-12-04" in head
+    assert (
+        "| reconstruct 8,000 x 128 px, whole process, 2 CPUs | 4.65 s | 18.7 s (mpirun -np 2 "
+        "relion_reconstruct_mpi) | 4.02x | `python benchmarks/bench_reconstruction.py` | `latest.json` |"
+    ) in head
+    assert "2 workers | 3,429 images/s | not measured |  |" in head
+    assert "something_new" not in head and "| something_new | 1.5 |" in fold  # only in the full table
