@@ -21,7 +21,7 @@ help:
 	@echo "make bench      run every benchmark (benchmarks/run_all.py, ~35 min on 2 idle cores, after"
 	@echo "                installing the original package for the side-by-side rows) and regenerate"
 	@echo "                the README's performance table (benchmarks/readme_table.py)"
-	@echo "make bench-large  speed at users' sizes (run_all.py --large, ~25 min): 20,000 x 128 px"
+	@echo "make bench-large  speed at users' sizes (run_all.py --large, ~10 min): 20,000 x 128 px"
 	@echo "                reconstruction and 10,000 + 10,000 px evaluation vs RELION; README table too"
 	@echo "make lint       ruff"
 

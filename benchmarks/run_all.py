@@ -27,7 +27,7 @@ CKPT, PRED, GT), and the machine's load when its script ended. The results go to
 atomically), with each script's expected and measured minutes; the README's performance table
 is made from them by ``benchmarks/readme_table.py``. The whole run takes about 35 minutes on 2
 idle cores (the per-script estimates are in ``PLAN``; ``--budget`` minutes: a script that would
-start after it is skipped and reported as an error); ``--large`` about 25.
+start after it is skipped and reported as an error); ``--large`` about 10.
 """
 
 from __future__ import annotations
@@ -93,10 +93,11 @@ PLAN: list[tuple[str, list[str], float]] = [
     ("bench_demo_refinement.py", [], 2.0),  # the demo steps after training, 2 x 4,000 particles
 ]
 
-# ``--large``: speed at the sizes users run (issue 14, section 6); about 25 minutes on 2 idle cores.
+# ``--large``: speed at the sizes users run (issue 14, section 6); about 10 minutes on 2 idle cores
+# (8.9 measured on 2026-12-04).
 LARGE_PLAN: list[tuple[str, list[str], float]] = [
-    ("bench_reconstruction.py", ["--boxes", "128", "--n-particles", "20000", "--flat-base", "2500"], 12.0),
-    ("bench_evaluate.py", ["--n-per-half", "10000", "--repeats", "1", "--skip-original"], 13.0),
+    ("bench_reconstruction.py", ["--boxes", "128", "--n-particles", "20000", "--flat-base", "2500"], 5.0),
+    ("bench_evaluate.py", ["--n-per-half", "10000", "--repeats", "1", "--skip-original"], 5.0),
 ]
 
 # scripts that need CUDA: without it they are reported as skipped (benchmarks/gpu_check.sh runs them)
