@@ -2,7 +2,7 @@
 
 One entry of ``--n-particles`` random images (box ``--box``, 1.5 Å/px, RELION star with CTF
 parameters, one optics group) is written once (in chunks; memory does not depend on its size).
-Then each side iterates a ``DataLoader`` (batch 64, shuffled over the whole entry) through the
+Then each side iterates a ``DataLoader`` (``--batch-size``, shuffled over the whole entry) through the
 full pipeline: read, per-image normalisation, CTF phase flip, centre crop (factor 0.25), resize to
 ``--image-size``, with 0 and 2 workers, timing ``--max-batches`` batches. Each measurement runs in
 a fresh process started through ``_launch.measure`` (so its peak RSS is its own, not inherited

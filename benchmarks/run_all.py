@@ -104,8 +104,9 @@ LARGE_PLAN: list[tuple[str, list[str], float]] = [
 GPU_ONLY = {"gpu_bench.py"}
 # helpers of the benchmark scripts, not benchmarks
 # (eval_recovery.py scores a star written by `python -m cesped.recover`: a scorer of a finished run, see
-# docs/orientation_recovery.md, not a benchmark with defaults)
-NOT_BENCHMARKS = {"_launch.py", "run_all.py", "readme_table.py", "eval_recovery.py"}
+# docs/orientation_recovery.md, not a benchmark with defaults; profile_dataloading.py is a profiling aid of
+# bench_dataloading.py that prints no comparison)
+NOT_BENCHMARKS = {"_launch.py", "run_all.py", "readme_table.py", "eval_recovery.py", "profile_dataloading.py"}
 # scripts that read the simulated entry of setup() through CESPED_BENCHMARK_DIR
 NEEDS_ENTRY = {"bench_i2s_budget.py", "bench_pose_ambiguity.py"}
 

@@ -10,6 +10,7 @@ Modules (imported on demand; importing :mod:`cesped.data` does no work):
 ``dataset``     ``ParticlesDataset`` (also ``cesped.particlesDataset.ParticlesDataset``)
 ``preprocess``  batched normalisation, CTF phase flip / Wiener filter, crop, Fourier resize
 ``augment``     ``PoseAugmenter``: augmentations that keep the pose labels consistent
+``ipc``         how DataLoader workers send batches (small tensors by value)
 """
 
-__all__ = ["entries", "zenodo", "local", "columns", "dataset", "preprocess", "augment"]
+__all__ = ["entries", "zenodo", "local", "columns", "dataset", "preprocess", "augment", "ipc"]

@@ -413,3 +413,45 @@ def test_augmenter_in_dataloader_workers(tiny_entry):
     # the two workers (batches 0 and 1) did not draw the same random in-plane rotations
     delta = R0.transpose(1, 2) @ R1  # Rz(θ) per particle, in the order of ds rows
     assert not torch.allclose(delta[0:6], delta[6:12], atol=1e-4)
+
+
+def test_worker_batches_equal_in_process_batches(tiny_entry):
+    """2 DataLoader workers give exactly the batches of the main process (paper defaults), whose
+    metadata are the star's rows; the main process's pickler is left alone (the workers send
+    the small tensors by value, cesped.data.ipc)."""
+    from multiprocessing.reduction import ForkingPickler
+
+    from torch.multiprocessing.reductions import reduce_tensor
+
+    from cesped.data.ipc import BY_VALUE_MAX_BYTES
+
+    ds = ParticlesDataset("tiny", 0, benchmarkDir=tiny_entry, image_size=64)
+    star = starfile.read(tiny_entry / "tiny" / "particles_0.star")["particles"]
+
+    def batches(workers):
+        g = torch.Generator().manual_seed(0)
+        return list(DataLoader(ds, batch_size=5, shuffle=True, num_workers=workers, generator=g))
+
+    in_process, from_workers = batches(0), batches(2)
+    assert ForkingPickler._extra_reducers[torch.Tensor] is reduce_tensor
+    # the workers sent the tensors of at most 64 KiB by value (labels, metadata, the last batch's
+    # 4 images of 64² float32), the larger ones (5 images) through shared memory
+    for b in from_workers:
+        tensors = [b[1], *b[2], *(v for v in b[3].values() if isinstance(v, torch.Tensor))]
+        assert [t.is_shared() for t in tensors] == [t.nbytes > BY_VALUE_MAX_BYTES for t in tensors]
+    assert from_workers[0][1].is_shared() and not from_workers[-1][1].is_shared()
+    assert len(in_process) == len(from_workers) == 5
+    for a, b in zip(in_process, from_workers):
+        assert list(a[0]) == list(b[0])
+        for x, y in zip([a[1], *a[2]], [b[1], *b[2]]):
+            assert x.dtype == y.dtype and torch.equal(x, y)
+        assert list(a[3]) == list(b[3]) == list(star.columns)
+        ref = star.set_index("rlnImageName", drop=False).loc[list(a[0])]
+        for col in star.columns:
+            x, y = a[3][col], b[3][col]
+            if isinstance(x, torch.Tensor):
+                assert x.dtype == y.dtype and torch.equal(x, y)
+                np.testing.assert_array_equal(x.numpy(), ref[col].to_numpy())
+            else:
+                assert list(x) == list(y) == ref[col].astype(str).tolist()
+    assert sorted(i for b in from_workers for i in b[0]) == sorted(star["rlnImageName"])
