@@ -261,7 +261,7 @@ def main(argv=None) -> int:
         pst = read_star(args.predictions)
         pc = read_candidates(pst, args.predictions, args.top_k)
         pos = pd.Series(np.arange(len(pst.particles)), index=pst.particles["rlnImageName"].astype(str))
-        cand = pc[pos.loc[parts["rlnImageName"].astype(str)].to_numpy()]
+        cand = pc[torch.from_numpy(pos.loc[parts["rlnImageName"].astype(str)].to_numpy().copy())]
         kind = np.full(n, -1)
         stand_ins = f"network predictions {args.predictions} (top-{args.top_k})"
     else:
