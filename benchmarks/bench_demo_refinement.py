@@ -3,8 +3,10 @@
 ``make demo`` trains two models (~11 min on 2 idle cores) and then refines both prediction files,
 computes the entry's image-limited floor and evaluates raw and refined predictions. This script
 times those later steps on synth_6msm (2 x 4,000 particles of 64 px) without training: the
-prediction files are stand-ins at the demo's paths (the true pose turned by ``--jitter`` degrees
-about a random axis, ``--flip-fraction`` of them mirrored or half-turned, no origins), which
+prediction files are stand-ins at the demo's paths (``--stand-ins simple``: the true pose turned
+by 10° about a random axis, 20 % of them mirrored or half-turned; ``--stand-ins demo``: a
+log-normal spread of median 10°, 10 % turned by 180° about a random in-plane axis, 6 % fully
+random, like make demo's network; :func:`bench_refinement.stand_in_candidates`; no origins), which
 :func:`cesped.demo.run_demo` reuses as it reuses earlier predictions. One JSON line per figure;
 the demo's own timings and rows (raw, refined, floor, random poses).
 
@@ -26,7 +28,7 @@ from pathlib import Path
 from _launch import emit, load_average
 
 
-def write_stand_ins(entry_dir: Path, work: Path, jitter: float, flip: float) -> None:
+def write_stand_ins(entry_dir: Path, work: Path, options: dict) -> None:
     import numpy as np
     import torch
     from bench_refinement import stand_in_candidates
@@ -38,7 +40,7 @@ def write_stand_ins(entry_dir: Path, work: Path, jitter: float, flip: float) -> 
     for h in (0, 1):  # the model trained on half h predicts half 1 - h
         st = read_star(entry_dir / f"particles_{1 - h}.star")
         r = euler_to_matrix(torch.from_numpy(st.particles[ang].to_numpy(np.float64)))
-        cand, _ = stand_in_candidates(r, 1, jitter, flip, seed=h)
+        cand, _ = stand_in_candidates(r, 1, seed=h, **options)
         st.particles[ang] = matrix_to_euler(cand[:, 0]).numpy()
         st.particles = st.particles.drop(columns=["rlnOriginXAngst", "rlnOriginYAngst"])
         out = work / "train" / entry_dir.name / f"half{h}" / f"predictions_{1 - h}.star"
@@ -48,12 +50,13 @@ def write_stand_ins(entry_dir: Path, work: Path, jitter: float, flip: float) -> 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument(
-        "--benchmark-dir", help="holds synth_6msm (simulated if missing; default: temp dir)"
-    )
-    ap.add_argument("--jitter", type=float, default=10.0)
-    ap.add_argument("--flip-fraction", type=float, default=0.2)
+    ap.add_argument("--benchmark-dir", help="holds synth_6msm (simulated if missing; default: temp dir)")
+    ap.add_argument("--stand-ins", choices=("simple", "demo"), default="simple", help="stand-in preset")
     args = ap.parse_args(argv)
+    from bench_refinement import STAND_INS
+
+    options = dict(STAND_INS[args.stand_ins])
+    options["flip"] = options.pop("flip_fraction")
     bdir = Path(args.benchmark_dir) if args.benchmark_dir else Path(tempfile.mkdtemp(prefix="cesped_bench_"))
     os.environ["CESPED_BENCHMARK_DIR"] = str(bdir)
     work = Path(tempfile.mkdtemp(prefix="cesped_demo_refine_"))
@@ -62,7 +65,7 @@ def main(argv=None) -> int:
     if not (entry / "generation.json").is_file():
         cmd = [sys.executable, "-m", "cesped.simulate", "--preset", "synth_6msm", "--out", str(entry)]
         subprocess.run(cmd + ["--no-progress"], check=True)
-    write_stand_ins(entry, work / "demo", args.jitter, args.flip_fraction)
+    write_stand_ins(entry, work / "demo", options)
     from cesped.demo import run_demo
 
     load0 = load_average()[0]
@@ -84,7 +87,7 @@ def main(argv=None) -> int:
                     f"demo_{row.replace(' ', '_')}_{k}",
                     round(v, 3),
                     k.rsplit("_", 1)[-1],
-                    predictions=f"stand-ins: jitter {args.jitter} deg, {args.flip_fraction:.0%} flipped",
+                    predictions=f"stand-ins {args.stand_ins}: {options}",
                 )
     return 0
 

@@ -6,8 +6,10 @@ Steps, each reused when its output already exists (a second run only re-evaluate
 2. train Image2Sphere on half-set 0 and predict half-set 1, then the reverse
    (``python -m cesped.train experiment=demo halfset=h``),
 3. refine both prediction files by projection matching against the map of the TRAINING half's
-   ground-truth poses (``python -m cesped.refine``; no label of the refined half is read):
-   ``predictions_<h>_refined.star`` beside the raw predictions, with refined origins;
+   ground-truth poses (``python -m cesped.refine``; no label of the refined half is read), from
+   the network's top-5 cells and the best rotations of a global grid search against that map
+   (``--global-top``): ``predictions_<h>_refined.star`` beside the raw predictions, with refined
+   origins and, per particle, the start its pose was refined from (``cespedRefinementStart``);
 4. the entry's image-limited floor (``evaluateEntry --floor``: global search + local refinement
    against the true map, cached per entry);
 5. evaluate the raw predictions (``SO3``, with the floor and random-pose references) and the
@@ -190,16 +192,21 @@ def run_demo(
 
 
 def _refine_half(entry: str, half: int, pred: Path, benchmark_dir, device: str) -> Path:
-    """``predictions_<half>_refined.star`` beside ``pred`` (reused when newer than ``pred``):
-    top-K candidates when ``<stem>_topk.npz`` is there (K <= 5), else the predicted pose."""
+    """``predictions_<half>_refined.star`` beside ``pred`` (reused when newer than ``pred`` and
+    made with the current default search): top-K candidates when ``<stem>_topk.npz`` is there
+    (K <= 5), else the predicted pose, and the default global-search starts."""
     import numpy as np
 
-    from cesped.refinement.api import refine_star
+    from cesped.io.star import read_star
+    from cesped.refinement.api import DEFAULT_GLOBAL_TOP, refine_star
 
     out = pred.with_name(f"{pred.stem}_refined.star")
     if out.is_file() and out.stat().st_mtime >= pred.stat().st_mtime:
-        _log(f"half-set {half}: reusing {out}")
-        return out
+        meta = read_star(out).other_blocks.get("cesped_refinement") or {}
+        if str(meta.get("cespedRefinementGlobalTop")) == str(DEFAULT_GLOBAL_TOP):
+            _log(f"half-set {half}: reusing {out}")
+            return out
+        _log(f"half-set {half}: {out} was made with another search; refining again")
     topk = pred.with_name(f"{pred.stem}_topk.npz")
     k = 1
     if topk.is_file():
@@ -216,7 +223,10 @@ def _refine_half(entry: str, half: int, pred: Path, benchmark_dir, device: str) 
         device=device,
         benchmark_dir=benchmark_dir,
     )
-    _log(f"half-set {half}: refined {summary['n']} particles in {summary['seconds']:.0f} s")
+    _log(
+        f"half-set {half}: refined {summary['n']} particles in {summary['seconds']:.0f} s "
+        f"({summary['from_global']:.1%} from the {summary['global_top']} global-search starts)"
+    )
     return out
 
 

@@ -7,10 +7,16 @@ Example usage::
         --top-k 5                     # reads preds_1_topk.npz (cesped.infer top_k=5)
     python -m cesped.refine --entry synth_6msm --halfset 1 --star preds_1.star --out refined_1.star \\
         --reference my_map.mrc --band-limit 8
+    python -m cesped.refine --entry synth_6msm --halfset 1 --star preds_1.star --out refined_1.star \
+        --global-top 0                # the candidates only (no global-search starts)
     python -m cesped.refine --entry synth_6msm --halfset 1 --star preds_1.star --out floor_1.star --global
 
 The default reference is the map of the OTHER half-set reconstructed from its ground-truth poses
-(no label of the refined half is read), compared up to its own FSC band limit. ``--global``
+(no label of the refined half is read), compared up to its own FSC band limit. Every particle's
+starts are its candidates, their mirror-view and in-plane half-turn hypotheses and (``--global-top
+G``, default 4) the G best rotations of an exhaustive SO(3) grid search (``--order``) against the
+same reference, so that a particle whose candidates are all far from its pose is still found; the
+start each answer came from is written per particle (``cespedRefinementStart``). ``--global``
 ignores the star's poses: exhaustive SO(3) search then local refinement against the entry's true
 map (``gt_map.mrc`` of a simulated entry), the image-limited floor. The refined angles, origins
 (Å) and the posterior confidence (``rlnMaxValueProbDistribution`` = ``rlnParticleFigureOfMerit``)
@@ -48,7 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--global", dest="global_search", action="store_true", help="global search vs the true map"
     )
-    p.add_argument("--order", type=int, default=2, help="SO(3) grid order of --global (2: 15 deg)")
+    p.add_argument(
+        "--global-top",
+        type=int,
+        help="global-search starts added to each particle's candidates (default 4; 0: candidates only)",
+    )
+    p.add_argument(
+        "--order", type=int, default=2, help="SO(3) grid order of --global and --global-top (2: 15 deg)"
+    )
     p.add_argument("--band-limit", type=float, help="highest resolution compared, Å (default: reference FSC)")
     p.add_argument(
         "--shift-radius", type=float, help="largest origin searched, px (default max(3, 0.08 box))"
@@ -76,6 +89,7 @@ def main(argv=None) -> int:
             reference_from_half=args.reference_from_half,
             top_k=args.top_k,
             global_search=args.global_search,
+            global_top=args.global_top,
             device=args.device,
             band_limit_A=args.band_limit,
             shift_radius_px=args.shift_radius,

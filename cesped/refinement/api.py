@@ -38,7 +38,13 @@ CTF_COLUMNS = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle")
 ANGLES = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
 ORIGINS = ("rlnOriginXAngst", "rlnOriginYAngst")
 CONFIDENCE = ("rlnMaxValueProbDistribution", "rlnParticleFigureOfMerit")
+#: Per-particle column of a refined star: the start its answer was refined from
+#: (:func:`cesped.refinement.local.start_labels`: ``candidate<i>[+mirror|+halfturn]`` or ``global<j>``).
+START = "cespedRefinementStart"
+#: Global-search starts added to every particle's candidates by default (``--global-top``).
+DEFAULT_GLOBAL_TOP = 4
 _FLOOR_VERSION = 1
+_FLOOR_TOP = 4  # global-search starts of the floor (floor_particles' default top)
 
 
 def _entry_dir(entry: str, benchmark_dir=None) -> Path:
@@ -260,13 +266,31 @@ def _run_chunks_on(images, parts, volume, px, device, chunk, work):
         "origins_A": torch.cat([o.origins_px for o in out]).numpy() * px,
         "confidence": torch.cat([o.confidence for o in out]).numpy(),
         "gain": torch.cat([o.gain for o in out]).numpy(),
+        "start": torch.cat([o.start for o in out]).numpy(),
     }
 
 
 def refine_particles(
-    images, parts, volume, pixel_size, candidates, config, device="cpu", chunk=256, threads: int | None = 1
+    images,
+    parts,
+    volume,
+    pixel_size,
+    candidates,
+    config,
+    device="cpu",
+    chunk=256,
+    threads: int | None = 1,
+    global_top: int = 0,
+    order: int = 2,
 ):
     """Local refinement of every particle (see :func:`cesped.refinement.local.refine_batch`).
+
+    With ``global_top > 0`` each particle's starts also hold the ``global_top`` best rotations
+    of an exhaustive search over the SO(3) grid of ``order`` against the same map, origins
+    searched (:func:`cesped.refinement.global_search.global_candidates`, at the band of the grid
+    step): the answer is refined from whichever start scores best, so a particle whose
+    candidates are all far from its pose (beyond the reach of the local search, e.g. a wrong
+    mirror-like view or a random guess) is still found.
 
     Parameters
     ----------
@@ -277,19 +301,36 @@ def refine_particles(
     device : str ; chunk : int (particles per batch)
     threads : int or None
         CPU threads of torch and numba during the work (:func:`cpu_threads`; None: as set).
+    global_top : int
+        Global-search starts added per particle (0: the candidates only).
+    order : int
+        SO(3) grid order of the global search (2: 4,608 rotations, 15°).
 
     Returns
     -------
     dict
         ``rotmats (N, 3, 3)``, ``origins_A (N, 2)`` (RELION origins, Å), ``confidence (N,)``,
-        ``gain (N,)`` (nats), numpy arrays.
+        ``gain (N,)`` (nats), ``start (N,)`` (index into
+        ``start_labels(K, config.hypotheses, global_top)``), numpy arrays.
     """
+    from cesped.refinement.global_search import global_candidates, grid_step_deg
     from cesped.refinement.local import refine_batch
+    from cesped.refinement.score import Band
 
     cand = torch.as_tensor(candidates)
+    global_top = int(global_top)
+    if global_top < 0:
+        raise ValueError(f"--global-top must be >= 0, got {global_top}")
+    radius = config.radius_of(grid_step_deg(order))
 
     def work(ref, batch, rows):
-        return refine_batch(ref, batch, cand[rows], config)
+        extra = None
+        if global_top:
+            band = Band.make(batch.n, radius, device=batch.device)
+            extra = global_candidates(
+                ref, batch, band, order=order, shift_radius_px=config.shift_radius_px, top=global_top
+            )
+        return refine_batch(ref, batch, cand[rows], config, extra_starts=extra)
 
     return _run_chunks(images, parts, volume, pixel_size, device, chunk, work, threads)
 
@@ -304,7 +345,7 @@ def floor_particles(
     true_origins_A=None,
     device="cpu",
     chunk=256,
-    top=4,
+    top=_FLOOR_TOP,
     threads: int | None = 1,
 ):
     """Global grid search (:func:`global_candidates`) then local refinement of every particle.
@@ -333,7 +374,7 @@ def floor_particles(
     return _run_chunks(images, parts, volume, pixel_size, device, chunk, work, threads)
 
 
-def _write_refined(star, out, result, meta: dict) -> None:
+def _write_refined(star, out, result, meta: dict, labels=None) -> None:
     from cesped.geometry.rotations import matrix_to_euler
     from cesped.io.star import write_star
 
@@ -345,6 +386,8 @@ def _write_refined(star, out, result, meta: dict) -> None:
         st.particles[c] = result["origins_A"][:, i].astype(np.float64)
     for c in CONFIDENCE:
         st.particles[c] = result["confidence"].astype(np.float64)
+    if labels is not None:
+        st.particles[START] = np.asarray(labels, dtype=object)[result["start"]]
     st.other_blocks = {**st.other_blocks, "cesped_refinement": meta}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     write_star(out, st)
@@ -359,6 +402,7 @@ def refine_star(
     reference_from_half: int | None = None,
     top_k: int = 1,
     global_search: bool = False,
+    global_top: int | None = None,
     device: str = "cpu",
     band_limit_A: float | None = None,
     shift_radius_px: float | None = None,
@@ -391,6 +435,14 @@ def refine_star(
     global_search : bool
         Ignore the star's poses: exhaustive SO(3) search then local refinement against the
         entry's true map ``gt_map.mrc`` (the image-limited floor).
+    global_top : int, optional
+        Without ``global_search``: add the ``global_top`` best rotations of an exhaustive search
+        over the SO(3) grid of ``order`` against the same reference (origins searched) to every
+        particle's starts (:func:`refine_particles`); 0: the candidates and their hypotheses
+        only. Default :data:`DEFAULT_GLOBAL_TOP`. Recorded in the output: the block's
+        ``cespedRefinementGlobalTop`` and ``cespedRefinementFromGlobal`` (fraction of particles
+        whose answer came from a global start) and, per particle, the ``cespedRefinementStart``
+        column (``candidate<i>[+mirror|+halfturn]`` or ``global<j>``).
     device : str
         "cpu" or a CUDA device.
     band_limit_A : float, optional
@@ -399,14 +451,15 @@ def refine_star(
     shift_radius_px : float, optional
         Largest origin searched (px); default ``max(3, 0.08 · box)``, recorded in the output.
     order : int
-        SO(3) grid order of ``global_search``.
+        SO(3) grid order of ``global_search`` and of the ``global_top`` starts.
     threads : int or None
         CPU threads of the search (:func:`cpu_threads`; default 1, None: the process's setting).
 
     Returns
     -------
     dict
-        Summary: ``n``, ``seconds``, ``band_limit_A``, ``reference``, ``median_confidence``.
+        Summary: ``n``, ``seconds``, ``band_limit_A``, ``reference``, ``median_confidence``,
+        ``global_top``, ``from_global``, ``out``.
     """
     from cesped.refinement.local import LocalConfig
     from cesped.refinement.reference import load_reference_map
@@ -427,6 +480,15 @@ def refine_star(
         )
     if global_search and reference is not None:
         raise ValueError("--global searches against the entry's true map; do not give --reference")
+    if global_search and global_top:
+        raise ValueError(
+            "--global-top adds global starts to the candidates; --global searches globally already"
+        )
+    if global_top is None:
+        global_top = 0 if global_search else DEFAULT_GLOBAL_TOP
+    if int(global_top) != global_top or global_top < 0:
+        raise ValueError(f"--global-top must be a non-negative integer, got {global_top!r}")
+    global_top = int(global_top)
     if reference is not None and band_limit_A is None:
         raise ValueError(f"--reference {reference}: give --band-limit (Å) for a user's map")
     if band_limit_A is not None and not (band_limit_A > 0 and math.isfinite(band_limit_A)):
@@ -471,24 +533,45 @@ def refine_star(
         )
     else:
         result = refine_particles(
-            images, parts, ref.volume, px, cand, config, device=device, chunk=chunk, threads=threads
+            images,
+            parts,
+            ref.volume,
+            px,
+            cand,
+            config,
+            device=device,
+            chunk=chunk,
+            threads=threads,
+            global_top=global_top,
+            order=order,
         )
+    from cesped.refinement.local import start_labels
+
+    if global_search:
+        labels = start_labels(0, (), _FLOOR_TOP)
+    else:
+        labels = start_labels(cand.shape[1], config.hypotheses, global_top)
+    from_global = float(np.mean([labels[i].startswith("global") for i in result["start"]]))
     meta = {
         "cespedRefinementReference": ref.source,
         "cespedRefinementBandLimitAngst": float(ref.band_limit_A),
         "cespedRefinementShiftRadiusPx": float(shift_radius_px),
         "cespedRefinementTopK": int(top_k) if not global_search else 0,
-        "cespedRefinementGlobalOrder": int(order) if global_search else -1,
+        "cespedRefinementGlobalTop": global_top,
+        "cespedRefinementGlobalOrder": int(order) if (global_search or global_top) else -1,
+        "cespedRefinementFromGlobal": from_global,
         "cespedRefinementSteps": ",".join(f"{s:g}" for s in config.steps_deg),
         "cespedRefinementHypotheses": ",".join(config.hypotheses),
     }
-    _write_refined(st, out, result, meta)
+    _write_refined(st, out, result, meta, labels)
     return {
         "n": len(parts),
         "seconds": time.perf_counter() - t0,
         "band_limit_A": float(ref.band_limit_A),
         "reference": ref.source,
         "median_confidence": float(np.median(result["confidence"])),
+        "global_top": global_top,
+        "from_global": from_global,
         "out": str(out),
     }
 

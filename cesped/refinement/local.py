@@ -2,7 +2,10 @@
 
 For each particle the search starts from ``K`` candidate poses and, for each, the hypotheses
 the images confuse most often (``R·H`` with ``H`` in :data:`HYPOTHESES`: the mirror view
-``Ry(180°)``, whose projection is the mirror image, and the in-plane half-turn ``Rz(180°)``).
+``Ry(180°)``, whose projection is the mirror image, and the in-plane half-turn ``Rz(180°)``) and,
+optionally, extra starts taken as they are (e.g. the best rotations of a global grid search,
+:func:`cesped.refinement.global_search.global_candidates`). Which start each answer came from is
+returned (:attr:`LocalResult.start`, named by :func:`start_labels`).
 
 1. Every start gets its best origin by an FFT shift search (:func:`score.shift_search`) at the
    coarsest band; the ``keep`` best starts become tracks.
@@ -27,7 +30,7 @@ import torch
 from cesped.geometry.rotations import axis_angle_to_matrix, euler_to_matrix
 from cesped.refinement.score import Band, ImageBatch, Reference, score_poses, shift_search
 
-__all__ = ["HYPOTHESES", "LocalConfig", "LocalResult", "hypothesis_matrices", "refine_batch"]
+__all__ = ["HYPOTHESES", "LocalConfig", "LocalResult", "hypothesis_matrices", "refine_batch", "start_labels"]
 
 #: Alternative poses tried for every candidate ``R``: ``R·H``.
 HYPOTHESES = {"identity": (0.0, 0.0, 0.0), "mirror": (0.0, 180.0, 0.0), "halfturn": (180.0, 0.0, 0.0)}
@@ -91,12 +94,26 @@ class LocalConfig:
 @dataclass
 class LocalResult:
     """Refined poses of a batch: ``rotmats (N, 3, 3)`` labels, ``origins_px (N, 2)`` RELION
-    origins in px, ``confidence (N,)`` in [0, 1], ``gain (N,)`` nats at the answer."""
+    origins in px, ``confidence (N,)`` in [0, 1], ``gain (N,)`` nats at the answer and
+    ``start (N,)`` int64, the start the answer was refined from (:func:`start_labels` order)."""
 
     rotmats: torch.Tensor
     origins_px: torch.Tensor
     confidence: torch.Tensor
     gain: torch.Tensor
+    start: torch.Tensor
+
+
+def start_labels(k: int, hypotheses, extra: int = 0) -> list[str]:
+    """Names of the starts of :func:`refine_batch`, in its order.
+
+    ``candidate<i>`` (1-based) and ``candidate<i>+<hypothesis>`` for each of the ``k`` candidates
+    and the non-identity ``hypotheses``, then ``global<j>`` for the ``extra`` starts.
+    """
+    names = [
+        f"candidate{i + 1}" + ("" if h == "identity" else f"+{h}") for i in range(int(k)) for h in hypotheses
+    ]
+    return names + [f"global{j + 1}" for j in range(int(extra))]
 
 
 def hypothesis_matrices(names, dtype=torch.float64) -> torch.Tensor:
@@ -130,6 +147,7 @@ def refine_batch(
     candidates: torch.Tensor,
     config: LocalConfig,
     fixed_origins_px: torch.Tensor | None = None,
+    extra_starts: torch.Tensor | None = None,
 ) -> LocalResult:
     """Refine the poses of every particle of a batch from its candidates.
 
@@ -144,6 +162,9 @@ def refine_batch(
     config : LocalConfig
     fixed_origins_px : torch.Tensor, optional
         ``(N, 2)`` RELION origins in px to use as they are (no shift search).
+    extra_starts : torch.Tensor, optional
+        ``(N, G, 3, 3)`` further starts, searched as they are (no hypotheses), after the
+        candidates' (e.g. the ``G`` best rotations of a global grid search).
 
     Returns
     -------
@@ -156,7 +177,12 @@ def refine_batch(
     if cand.shape != (n, k, 3, 3) or n != len(batch):
         raise ValueError(f"candidates must have shape ({len(batch)}, K, 3, 3), got {tuple(cand.shape)}")
     hyp = hypothesis_matrices(config.hypotheses, torch.float32).to(dev)
-    starts = (cand[:, :, None] @ hyp[None, None]).reshape(n, -1, 3, 3)  # (N, S, 3, 3)
+    starts = (cand[:, :, None] @ hyp[None, None]).reshape(n, -1, 3, 3)  # (N, K·H, 3, 3)
+    if extra_starts is not None:
+        extra = torch.as_tensor(extra_starts).to(device=dev, dtype=torch.float32)
+        if extra.ndim != 4 or extra.shape[0] != n or extra.shape[2:] != (3, 3):
+            raise ValueError(f"extra_starts must have shape ({n}, G, 3, 3), got {tuple(extra.shape)}")
+        starts = torch.cat([starts, extra], 1)  # (N, S, 3, 3)
     s = starts.shape[1]
     steps = list(config.steps_deg)
     bands = [Band.make(batch.n, config.radius_of(st), device=dev) for st in steps]
@@ -176,6 +202,7 @@ def refine_batch(
     top = g0.reshape(n, s).topk(t, dim=1).indices  # (N, T)
     track_r = _gather(starts, top)  # (N, T, 3, 3)
     track_o = _gather(o0.reshape(n, s, 2), top)  # (N, T, 2)
+    track_s = top  # (N, T) start of each track
     dropped_r, dropped_o = [], []
 
     # 2. levels
@@ -198,6 +225,7 @@ def refine_batch(
             dropped_o.append(_gather(track_o, order[:, 1:]))
             track_r = _gather(track_r, order[:, :1])
             track_o = _gather(track_o, order[:, :1])
+            track_s = _gather(track_s, order[:, :1])
     best_r, best_o = track_r[:, 0], track_o[:, 0]
 
     # 3. confidence: finest and coarsest axis neighbourhoods and the dropped tracks, final band
@@ -224,4 +252,6 @@ def refine_batch(
     prob = torch.softmax(g, dim=1)
     conf = prob[:, :7].sum(1).clamp(0.0, 1.0)
     gain = g[torch.arange(n, device=dev), fine_best]
-    return LocalResult(out_r.cpu().double(), best_o.cpu().double(), conf.cpu(), gain.cpu())
+    return LocalResult(
+        out_r.cpu().double(), best_o.cpu().double(), conf.cpu(), gain.cpu(), track_s[:, 0].cpu()
+    )

@@ -165,6 +165,7 @@ def _refine_predictions(cfg: DictConfig, pred: Path, half: int, device: str) -> 
         device=str(rc.get("device") or device),
         band_limit_A=rc.get("band_limit_A"),
         shift_radius_px=rc.get("shift_radius_px"),
+        global_top=rc.get("global_top"),
         benchmark_dir=cfg.get("benchmark_dir"),
     )
     return summary["out"]

@@ -176,6 +176,55 @@ def test_top_k_candidates_from_npz(tiny_entry, tmp_path):
     assert np.median(err) < 1.0
 
 
+def test_global_starts_recover_particles_whose_candidates_are_all_wrong(tiny_entry, tmp_path):
+    """Candidates all random (beyond the local search's reach): the candidates-only search stays
+    wrong; with global-search starts the particles are found, and the star says so per particle."""
+    root, name = tiny_entry
+    e = root / name
+    n = 40
+    st = read_star(perturbed_star(e, 1, tmp_path / "all.star", jitter_deg=10.0))
+    st.particles = st.particles.iloc[:n].reset_index(drop=True)
+    pred = tmp_path / "pred.star"
+    write_star(pred, st)
+    rng = np.random.default_rng(5)
+    bad = euler_to_matrix(torch.from_numpy(rng.uniform(0, 180, (n * 2, 3)))).numpy().reshape(n, 2, 3, 3)
+    np.savez(tmp_path / "pred_topk.npz", ids=st.particles["rlnImageName"].to_numpy().astype(str), rotmats=bad)
+    gt = read_star(e / "particles_1.star")
+    r_true = true_rotmats(gt)[:n]
+    runs = {}
+    for gtop in (0, 4):
+        out = tmp_path / f"refined_{gtop}.star"
+        summary = refine_star(name, 1, pred, out, top_k=2, global_top=gtop, benchmark_dir=root)
+        ref = read_star(out)
+        err = angular_distance(r_true, true_rotmats(ref)).numpy()
+        runs[gtop] = (err, ref, summary)
+    err0, st0, s0 = runs[0]
+    err4, st4, s4 = runs[4]
+    assert (err0 > 30).mean() >= 0.5  # random candidates: the local search cannot reach the pose
+    assert np.median(err4) < 2.0 and (err4 < 5).mean() >= 0.95
+    # the choice is recorded: per particle and in the parameter block
+    start0 = st0.particles["cespedRefinementStart"].astype(str)
+    start4 = st4.particles["cespedRefinementStart"].astype(str)
+    assert start0.str.startswith("candidate").all()
+    assert start0.isin(
+        [
+            "candidate1",
+            "candidate1+mirror",
+            "candidate1+halfturn",
+            "candidate2",
+            "candidate2+mirror",
+            "candidate2+halfturn",
+        ]
+    ).all()
+    assert start4[err4 < 5].str.startswith("global").mean() >= 0.9
+    meta0, meta4 = st0.other_blocks["cesped_refinement"], st4.other_blocks["cesped_refinement"]
+    assert int(meta0["cespedRefinementGlobalTop"]) == 0 and int(meta4["cespedRefinementGlobalTop"]) == 4
+    assert int(meta0["cespedRefinementGlobalOrder"]) == -1 and int(meta4["cespedRefinementGlobalOrder"]) == 2
+    assert float(meta4["cespedRefinementFromGlobal"]) == pytest.approx(start4.str.startswith("global").mean())
+    assert s4["from_global"] == pytest.approx(float(meta4["cespedRefinementFromGlobal"]))
+    assert float(meta0["cespedRefinementFromGlobal"]) == 0.0
+
+
 # ----------------------------------------------------------------------------------- bad input
 
 
@@ -221,6 +270,12 @@ def _bad_inputs(root, name, tmp_path):
             "gt_map.mrc",
         ),
         "same-half reference": (dict(star=pred, reference_from_half=1), ValueError, "other half-set"),
+        "negative global top": (dict(star=pred, global_top=-1), ValueError, "--global-top"),
+        "global top with --global": (
+            dict(star=pred, global_search=True, global_top=2),
+            ValueError,
+            "--global-top",
+        ),
         "missing star": (dict(star=tmp_path / "nope.star"), FileNotFoundError, "nope.star"),
         "missing map": (
             dict(star=pred, reference=tmp_path / "nope.mrc", band_limit_A=8.0),
