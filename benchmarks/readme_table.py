@@ -87,8 +87,18 @@ HEADLINE: list[tuple[str, str]] = [
         r"simulate_synth_(adk_\w+)_wall",
         "simulate synth_{0}, 8,000 x 64 px (goal < 30 s; ratio = time / one structure's)",
     ),
-    (r"refine_(\d+)_particles_top(\d+)_seconds", "local refinement, {0} particles, top-{1} candidates"),
-    (r"refined_MAnE", "  its MAnE (reference: the image-limited floor; ratio = refined / floor)"),
+    (
+        r"refine_(\d+)_particles_top(\d+)_global(\d+)_seconds",
+        "local refinement, {0} particles, top-{1} candidates + {2} global starts",
+    ),
+    (
+        r"refined_global(\d+)_MAnE",
+        "  its MAnE with {0} global starts (reference: the image-limited floor; ratio = refined / floor)",
+    ),
+    (
+        r"refined_global(\d+)_frac_above_150",
+        "  its fraction above 150° with {0} global starts (reference: floor)",
+    ),
     (r"floor_shifts_searched_seconds", "image-limited floor, shifts searched"),
     (r"floor_shifts_searched_MAnE_deg", "  its MAnE"),
     (r"demo_after_training_seconds", "`make demo`'s steps after training (stand-in predictions)"),
