@@ -141,8 +141,10 @@ def figures(metrics: dict, source: str = "metrics.json") -> list[dict]:
                 "median_deg": het[f"state{k}.median_angular_error_deg"],
             }
         )
+    scored = metrics.get("halves_scored", [0, 1])
+    which = "both half-sets" if len(scored) == 2 else f"half-set {scored[0]}"
     how = (
-        "relion_reconstruct of the state's particles, both half-sets"
+        f"relion_reconstruct of the state's particles, {which}"
         if metrics.get("backend") == "relion"
         else f"{metrics.get('backend')} backend"
     )
@@ -179,13 +181,73 @@ def figures(metrics: dict, source: str = "metrics.json") -> list[dict]:
     return out
 
 
+def evaluate_one_half(target, benchmark_dir, half: int, pred_path, n_cpus: int = 1) -> dict:
+    """``evaluateEntry``'s figures of this benchmark for ONE predicted half-set (the other untrained).
+
+    ``evaluateEntry`` needs both half-sets' predictions; when only one half was trained (``--halves
+    0``: half-set 1 predicted), the same steps run here on the predicted half alone, with the same
+    functions (:mod:`cesped.evaluation.heterogeneity`, backend ``relion``: ``relion_reconstruct``
+    of each state's particles of that half, predicted poses weighted by the predicted confidence,
+    and true poses), the entry's mask and the random-pose reference of those particles.
+
+    Returns
+    -------
+    dict
+        The keys of ``metrics.json`` that :func:`figures` reads (``MAnE_deg`` is this half's).
+    """
+    from dataclasses import replace
+
+    import numpy as np
+    import pandas as pd
+
+    from cesped.evaluation.entry import resolve_entry
+    from cesped.evaluation.ground_truth import read_ground_truth
+    from cesped.evaluation.heterogeneity import evaluate_heterogeneity, read_heterogeneity
+    from cesped.evaluation.masks import select_mask
+    from cesped.evaluation.predictions import IMAGE, prepare_predictions
+    from cesped.evaluation.references import random_reference
+    from cesped.geometry.numpy_ops import mean_angular_error
+    from cesped.io.star import read_star
+
+    entry = resolve_entry(str(target), benchmark_dir)
+    gts = [read_ground_truth(s, ctf=entry.ctf) for s in entry.stars]
+    het = read_heterogeneity(entry.directory, gts)
+    if het is None:
+        raise ValueError(f"{entry.directory}: not declared heterogeneous in its info files")
+    other = set(gts[1 - half].particles[IMAGE].astype(str))
+    hs = prepare_predictions(gts[half], read_star(pred_path), "SO3", True, entry.symmetry, half,
+                             other_half_names=other, pred_path=pred_path)  # fmt: skip
+    box = int(pd.to_numeric(gts[half].optics["rlnImageSize"]).iloc[0])
+    voxel = float(pd.to_numeric(gts[half].optics["rlnImagePixelSize"]).iloc[0])
+    mask = select_mask(None, entry, box, voxel)
+    kw = dict(symmetry=entry.symmetry, backend="relion", device="cpu", n_cpus=n_cpus, use_pred_conf=True,
+              ctf=entry.ctf)  # fmt: skip
+    one = replace(het, labels=[het.labels[half]])
+    block, _ = evaluate_heterogeneity(one, [gts[half]], [hs], kw, None if mask is None else mask.array, voxel)
+    return {
+        "MAnE_deg": mean_angular_error(hs.errors),
+        "median_angular_error_deg": float(np.median(hs.errors)),
+        "references": {"random poses": random_reference([hs], entry.symmetry)},
+        "heterogeneity": block,
+        "mask": None if mask is None else mask.path.name,
+        "backend": "relion",
+        "symmetry": entry.symmetry,
+        "ctf": entry.ctf,
+        "usePredConfidence": True,
+        "halves_scored": [half],
+    }
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default=None, help="outputs (reused when present); default: a temporary dir")
     ap.add_argument("--benchmark-dir", default=None, help="holds the entry (default: WORKDIR/benchmark)")
     ap.add_argument("--target", default=None, help="entry name or directory to evaluate (default: the entry)")
-    ap.add_argument("--preds", nargs=2, default=None, metavar=("P0", "P1"), help="evaluate these "
-                    "prediction files of half-sets 0 and 1 instead of training")  # fmt: skip
+    ap.add_argument("--halves", nargs="+", type=int, default=[0, 1], choices=[0, 1], help="half-sets to "
+                    "train on (default both, then evaluateEntry); one: its prediction of the other half-set "
+                    "is scored alone (evaluate_one_half)")  # fmt: skip
+    ap.add_argument("--preds", nargs="+", default=None, help="score these prediction files instead of "
+                    "training: of half-sets 0 and 1, or (one --halves H) of half-set 1-H")  # fmt: skip
     ap.add_argument("--train-override", action="append", default=[], help="extra Hydra override of "
                     "both trainings (smoke runs only: not the demo then)")  # fmt: skip
     ap.add_argument("--n-cpus", type=int, default=1, help="evaluateEntry --n_cpus (1: relion_reconstruct)")
@@ -204,13 +266,19 @@ def main(argv=None) -> int:
         )
         walls: dict[str, float] = {}
         epochs: dict[int, tuple] = {}
-        if args.preds is None:
+        halves = sorted(set(args.halves))
+        if args.preds is not None and len(args.preds) != (2 if len(halves) == 2 else 1):
+            ap.error("--preds: two files (half-sets 0 and 1), or one with a single --halves")
+        preds = {}
+        if args.preds is not None:
+            scored = [0, 1] if len(halves) == 2 else [1 - halves[0]]
+            preds = {h: Path(p).resolve() for h, p in zip(scored, args.preds)}
+        else:
             edir = bench / ENTRY
             if not (edir / "generation.json").is_file():
                 cmd = [py, "-m", "cesped.simulate", "--preset", ENTRY, "--out", str(edir), "--overwrite"]
                 walls["simulate"] = _run(cmd + ["--no-progress"], env, work)
-            preds = {}
-            for h in (0, 1):
+            for h in halves:
                 run_dir = work / "train" / f"half{h}"
                 pred = run_dir / f"predictions_{1 - h}.star"
                 if not pred.is_file():
@@ -220,20 +288,24 @@ def main(argv=None) -> int:
                     walls[f"train_half{h}"] = _run(cmd, env, work)
                 epochs[h] = epochs_trained(run_dir)
                 preds[1 - h] = pred
-            p0, p1 = preds[0], preds[1]
-        else:
-            p0, p1 = (Path(p).resolve() for p in args.preds)
         target = args.target or ENTRY
         outdir = work / "evaluation"
-        cmd = [
-            py, "-m", "cesped.evaluateEntry", "--targetName", str(target), "--predictionType", "SO3",
-            "--half0PredsFname", str(p0), "--half1PredsFname", str(p1), "--backend", "relion",
-            "--n_cpus", str(args.n_cpus), "--no-cache", "--outdir", str(outdir), "--benchmarkDir", str(bench),
-        ]  # fmt: skip
-        walls["evaluate"] = _run(cmd, env, work)
-        metrics = json.loads((outdir / "metrics.json").read_text())
+        if len(preds) == 2:
+            cmd = [
+                py, "-m", "cesped.evaluateEntry", "--targetName", str(target), "--predictionType", "SO3",
+                "--half0PredsFname", str(preds[0]), "--half1PredsFname", str(preds[1]), "--no-cache",
+                "--backend", "relion", "--n_cpus", str(args.n_cpus), "--outdir", str(outdir),
+                "--benchmarkDir", str(bench),
+            ]  # fmt: skip
+            walls["evaluate"] = _run(cmd, env, work)
+            source = outdir / "metrics.json"
+            metrics = json.loads(source.read_text())
+        else:
+            (h, pred), t0 = next(iter(preds.items())), time.time()
+            metrics = evaluate_one_half(target, bench, h, pred, args.n_cpus)
+            walls["evaluate"], source = time.time() - t0, f"evaluation of half-set {h}"
         demo = not args.train_override and args.preds is None
-        for fig in figures(metrics, str(outdir / "metrics.json")):
+        for fig in figures(metrics, str(source)):
             fig["demo_config"] = demo
             print(json.dumps(fig), flush=True)
         for step, sec in walls.items():
