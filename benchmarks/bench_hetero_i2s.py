@@ -18,6 +18,10 @@ Steps (each a child process, as a user runs them; outputs in ``--workdir``, reus
    both half-sets, once with the predicted poses -- weighted by the predicted confidence, as the
    demo evaluates -- and once with the true poses, the control).
 
+``--halves 0`` trains on half-set 0 only and scores its prediction of half-set 1 alone with the
+same functions (:func:`evaluate_one_half`; ``evaluateEntry`` needs both half-sets' predictions):
+half the training time, half the particles per state map.
+
 Figures (one JSON line each, read from the evaluation's ``metrics.json``):
 
 * ``hetero_i2s_MAnE`` (overall) and ``hetero_i2s_MAnE_state{k}``: reference = MAnE of uniformly
@@ -37,6 +41,7 @@ Not in ``run_all.py``'s plan (it trains two demo models: ~8 min per half on 2 id
 Usage::
 
     nice .venv/bin/python benchmarks/bench_hetero_i2s.py --workdir runs/hetero_i2s > out.jsonl
+    nice .venv/bin/python benchmarks/bench_hetero_i2s.py --workdir runs/hetero_i2s --halves 0  # one half
     # evaluate existing prediction files of an entry instead of training:
     python benchmarks/bench_hetero_i2s.py --target ENTRY_DIR --preds p0.star p1.star
 """
