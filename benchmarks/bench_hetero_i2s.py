@@ -36,7 +36,7 @@ Figures (one JSON line each, read from the evaluation's ``metrics.json``):
 
 ``ratio`` is ``value / reference`` (for FSC resolutions and MAnE smaller is better).
 
-Not in ``run_all.py``'s plan (it trains two demo models: ~8 min per half on 2 idle cores).
+Not in ``run_all.py``'s plan (it trains two demo models: 4-9 min each on 2 cores, 27 min under load).
 
 Usage::
 
