@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+from ._scripts import BENCH, load_script
 
 
 def _run_all():
-    spec = importlib.util.spec_from_file_location("run_all", BENCH / "run_all.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(BENCH / "run_all.py", "run_all")
 
 
 def test_plan_runs_every_benchmark_script(tmp_path):
