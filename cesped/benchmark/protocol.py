@@ -444,6 +444,23 @@ def _user_predictions(cfg: ProtocolConfig, entry: str, seed: int) -> dict[int, s
     return preds
 
 
+def portable_paths(obj, root: Path):
+    """``obj`` (nested dicts, lists, strings) with every path string under ``root`` made relative to it.
+
+    Records keep the files of a run (checkpoints, predictions) as paths relative to the protocol's
+    ``outdir``, so that no machine path of the run's directory travels with a shared record; paths
+    outside it (a user's own prediction files) are kept as given.
+    """
+    prefix = Path(root).resolve().as_posix().rstrip("/") + "/"
+    if isinstance(obj, str):
+        return obj[len(prefix) :] if obj.startswith(prefix) else obj
+    if isinstance(obj, dict):
+        return {k: portable_paths(v, root) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(portable_paths(v, root) for v in obj)
+    return obj
+
+
 def run_protocol(cfg: ProtocolConfig) -> list[Path]:
     """Run (or continue) the protocol; return the paths of the records of ``cfg``'s (entry, seed)s.
 
@@ -517,14 +534,14 @@ def run_protocol(cfg: ProtocolConfig) -> list[Path]:
                 seed,
                 cfg.method,
                 kind,
-                mconf,
+                portable_paths(mconf, cfg.outdir),
                 checksum,
                 metrics,
                 angular,
                 timings,
-                {f"half{h}": str(preds[h]) for h in (0, 1)},
+                portable_paths({f"half{h}": str(preds[h]) for h in (0, 1)}, cfg.outdir),
                 cfg.command,
-                refined=refined,
+                refined=portable_paths(refined, cfg.outdir),
             )
             rec.write_record(path, record)
             _log(f"{entry} seed {seed}: MAnE {metrics.get('MAnE_deg'):.2f} deg, record {path}")

@@ -15,7 +15,7 @@ Schema ``cesped.benchmark.record`` version :data:`SCHEMA_VERSION` (every key is 
       "hardware": {"cpu_model", "cpu_count", "cpus_available", "gpus": [names], "platform", "python"},
       "timings_s": {"train": s | null, "predict": s | null, "evaluate": s,
                     "train_half0", "train_half1", "predict_half0", "predict_half1"},
-      "predictions": {"half0": path, "half1": path},
+      "predictions": {"half0": path, "half1": path},   # under the run's outdir: relative to it
       "metrics": {…},                          # cesped.evaluation.evaluate.evaluate's dict
       "angular": {"half0": {…}, "half1": {…}}, # cesped.Evaluator.eval of each half
       "refined": null | {"metrics": {…}, "angular": {…},   # the same, of the refined poses

@@ -116,6 +116,8 @@ def test_protocol_writes_records_and_resumes_without_redoing(protocol_out, tiny_
                 user_preds / TEMPLATE.format(entry=entry, seed=seed, half=1)
             )
             assert r["timings_s"]["train"] is None and r["timings_s"]["evaluate"] > 0
+            # no machine path of the run's directory (but in the command line, kept as typed)
+            assert str(outdir) not in json.dumps({k: v for k, v in r.items() if k != "command"})
             assert r["cesped"]["version"] and r["hardware"]["cpu_count"] >= 1
             assert r["command"][:4] == ["python", "-m", "cesped.benchmark", "run"]
             # the record's angular metrics are the Evaluator's, consistent with evaluate's
@@ -377,8 +379,9 @@ def test_refine_records_raw_and_refined_metrics_and_resumes(tiny_bench, user_pre
     ref = r["refined"]
     assert set(ref) == {"metrics", "angular", "predictions", "refinement"}
     for h in (0, 1):
-        star = Path(ref["predictions"][f"half{h}"])
-        assert star.parent == tmp_path / "runs" / "MyNet" / "tinyA" / "seed0" / "refined"
+        # stored relative to the outdir (no machine path of the run's directory in a record)
+        assert ref["predictions"][f"half{h}"] == f"runs/MyNet/tinyA/seed0/refined/predictions_{h}.star"
+        star = tmp_path / ref["predictions"][f"half{h}"]
         parts = read_star(star).particles
         ev = Evaluator("tinyA", h, benchmarkDir=tiny_bench)
         want = ev.eval(

@@ -50,6 +50,9 @@ def test_trained_protocol_resumes_across_processes_and_make_leaderboard(tiny_ben
     trained = outdir / "runs" / "Image2Sphere-demo" / "tinyA" / "seed1" / "half0" / "protocol_trained.json"
     last = trained.with_name("checkpoints") / "last.ckpt"
     kept = {p: p.stat().st_mtime_ns for p in (rec0, trained, last)}
+    rec0_text = json.dumps({k: v for k, v in json.loads(rec0.read_text()).items() if k != "command"})
+    assert str(outdir.resolve()) not in rec0_text  # the run's files are named relative to outdir
+    assert '"half1": "runs/Image2Sphere-demo/tinyA/seed0/half0/predictions_1.star"' in rec0_text
     assert not trained.with_name("protocol_half.json").exists()
 
     # `make leaderboard` in a tiny form continues the killed run (another process) and writes the table
