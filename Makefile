@@ -18,7 +18,7 @@ help:
 	@echo "make demo       run the whole benchmark end to end on the built-in synthetic entry"
 	@echo "make test       run the test suite (offline, CPU; slow tests excluded)"
 	@echo "make test-slow  run only the slow tests;  make test-all  everything but GPU/network"
-	@echo "make bench      run every benchmark (benchmarks/run_all.py, ~35 min on 2 idle cores, after"
+	@echo "make bench      run every benchmark (benchmarks/run_all.py, ~16 min on 2 idle cores, after"
 	@echo "                installing the original package for the side-by-side rows) and regenerate"
 	@echo "                the README's performance table (benchmarks/readme_table.py)"
 	@echo "make bench-large  speed at users' sizes (run_all.py --large, ~10 min): 20,000 x 128 px"
