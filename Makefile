@@ -63,8 +63,8 @@ bench-large: $(STAMP)
 clean-venv:
 	rm -rf $(VENV)
 
-# The benchmark protocol for our own row: experiment=demo, 3 seeds, both built-in entries (hours on
-# 2 CPU cores; resumable: run it again to continue). Runs and records in LEADERBOARD_DIR, the table in
+# The benchmark protocol for our own row: experiment=demo, 3 seeds, both built-in entries (~1 h on
+# 2 idle CPU cores, ~9 min per (entry, seed); resumable: run it again to continue). Runs and records in LEADERBOARD_DIR, the table in
 # LEADERBOARD_OUT/leaderboard.md (+ .html). LEADERBOARD_ARGS: extra run arguments (training overrides).
 LEADERBOARD_ENTRIES ?= [synth_6msm,synth_4e43]
 LEADERBOARD_SEEDS ?= [0,1,2]
