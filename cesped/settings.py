@@ -9,6 +9,11 @@ value, or by an environment variable:
 ``CESPED_CACHE_DIR``
     derived data that can be rebuilt (Wigner-D tables, ground-truth reconstructions).
     Default: the per-user cache directory, e.g. ``~/.cache/cesped``.
+``CESPED_ORIGINAL_BENCHMARK_DIR``
+    the original cesped package's data folder, looked at only to say that an entry missing
+    here is there (never read as an entry). Default: the original's own default,
+    ``<home>/tmp/cryoSupervisedDataset`` (its ``configs/defaultDataConfig.yaml``); an empty
+    value: do not look.
 ``CESPED_ZENODO_URL``
     base URL of the records API, default ``https://zenodo.org/api/records/``.
 ``OMP_NUM_THREADS``
@@ -21,7 +26,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["benchmark_dir", "cache_dir", "default_threads", "zenodo_url"]
+__all__ = ["benchmark_dir", "cache_dir", "default_threads", "original_benchmark_dir", "zenodo_url"]
 
 DEFAULT_ZENODO_URL = "https://zenodo.org/api/records/"
 
@@ -57,6 +62,18 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
     if env:
         return Path(os.path.expanduser(env))
     return Path(_platform_dirs().user_cache_dir)
+
+
+def original_benchmark_dir() -> Path | None:
+    """The original cesped package's data folder, or None when not to look there.
+
+    ``$CESPED_ORIGINAL_BENCHMARK_DIR`` when set (empty: None), otherwise the original's default,
+    ``tmp/cryoSupervisedDataset`` in the user's home directory.
+    """
+    env = os.environ.get("CESPED_ORIGINAL_BENCHMARK_DIR")
+    if env is not None:
+        return Path(os.path.expanduser(env)) if env.strip() else None
+    return Path.home() / "tmp" / "cryoSupervisedDataset"
 
 
 def default_threads() -> int:

@@ -119,7 +119,7 @@ class ParticlesDataset(Dataset):
     download : bool
         Download (or simulate) the entry when it is not on disk; False raises
         ``FileNotFoundError`` with instructions instead. Either way, an entry found only in the
-        original package's folder (``~/tmp/cryoSupervisedDataset``) raises
+        original package's folder (:func:`cesped.settings.original_benchmark_dir`) raises
         :class:`cesped.data.local.EntryElsewhereError` saying how to use it, before any download.
     wiener_constant : float
         ``k`` of the Wiener filter ``CTF / (CTF² + k)``.

@@ -25,9 +25,7 @@ from cesped import settings
 from cesped.data.entries import check_halfset, entry_names, get_entry
 
 __all__ = [
-    "ORIGINAL_BENCHMARK_DIR",
     "EntryElsewhereError",
-    "original_benchmark_dir",
     "entry_paths",
     "is_available",
     "ensure_entry",
@@ -39,29 +37,13 @@ __all__ = [
 ]
 
 
-ORIGINAL_BENCHMARK_DIR = "~/tmp/cryoSupervisedDataset"
-"""The original cesped package's default data folder (its ``configs/defaultDataConfig.yaml``)."""
-
-
 class EntryElsewhereError(FileNotFoundError):
     """The entry is not in the benchmark directory but the original package's folder has it."""
 
 
-def original_benchmark_dir() -> Path | None:
-    """Where the original cesped package put entries by default, or None when not to look there.
-
-    ``~/tmp/cryoSupervisedDataset`` unless the environment variable
-    ``CESPED_ORIGINAL_BENCHMARK_DIR`` names another folder (an empty value: do not look).
-    """
-    env = os.environ.get("CESPED_ORIGINAL_BENCHMARK_DIR")
-    if env is not None and not env.strip():
-        return None
-    return Path(env or ORIGINAL_BENCHMARK_DIR).expanduser()
-
-
 def _original_copy_message(name: str, halfset: int, root: Path) -> str | None:
     """Say so when the original package's folder holds (part of) this half-set; None otherwise."""
-    orig = original_benchmark_dir()
+    orig = settings.original_benchmark_dir()
     if orig is None:
         return None
     try:
@@ -318,7 +300,8 @@ def ensure_entry(
         Missing and ``download=False``; an unknown entry whose directory lacks some files (named).
     EntryElsewhereError
         A registered entry missing here but present in the original package's folder
-        (:func:`original_benchmark_dir`): the message says how to use it; nothing is downloaded.
+        (:func:`cesped.settings.original_benchmark_dir`): the message says how to use it; nothing
+        is downloaded.
     cesped.data.zenodo.OfflineError, cesped.data.zenodo.DownloadError
     """
     h = check_halfset(halfset)
