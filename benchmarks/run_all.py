@@ -26,8 +26,9 @@ CKPT, PRED, GT), and the machine's load when its script ended. The results go to
 ``<out>/latest.json`` and ``<out>/latest.md`` (``large.*`` with ``--large``; written
 atomically), with each script's expected and measured minutes; the README's performance table
 is made from them by ``benchmarks/readme_table.py``. The whole run takes about 16 minutes on 2
-idle cores (15.8 measured from a clean clone, 2026-12-04) (the per-script estimates are in ``PLAN``; ``--budget`` minutes: a script that would
-start after it is skipped and reported as an error); ``--large`` about 10.
+idle cores (15.8 measured from a clean clone, 2026-12-04; the per-script estimates, which are
+generous, are in ``PLAN``; ``--budget`` minutes: a script that would start after it is skipped
+and reported as an error); ``--large`` about 10.
 """
 
 from __future__ import annotations
