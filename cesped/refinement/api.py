@@ -270,6 +270,19 @@ def _run_chunks_on(images, parts, volume, px, device, chunk, work):
     }
 
 
+def _global_starts(ref, batch, radius, order, shift_radius_px, top, origins_px=None):
+    """The ``top`` best rotations per particle of the exhaustive SO(3) search of ``order`` at the
+    band ``radius`` (:func:`cesped.refinement.global_search.global_candidates`); shared by the
+    refinement's global starts and the floor."""
+    from cesped.refinement.global_search import global_candidates
+    from cesped.refinement.score import Band
+
+    band = Band.make(batch.n, radius, device=batch.device)
+    return global_candidates(
+        ref, batch, band, order=order, origins_px=origins_px, shift_radius_px=shift_radius_px, top=top
+    )
+
+
 def refine_particles(
     images,
     parts,
@@ -313,9 +326,8 @@ def refine_particles(
         ``gain (N,)`` (nats), ``start (N,)`` (index into
         ``start_labels(K, config.hypotheses, global_top)``), numpy arrays.
     """
-    from cesped.refinement.global_search import global_candidates, grid_step_deg
+    from cesped.refinement.global_search import grid_step_deg
     from cesped.refinement.local import refine_batch
-    from cesped.refinement.score import Band
 
     cand = torch.as_tensor(candidates)
     global_top = int(global_top)
@@ -326,10 +338,7 @@ def refine_particles(
     def work(ref, batch, rows):
         extra = None
         if global_top:
-            band = Band.make(batch.n, radius, device=batch.device)
-            extra = global_candidates(
-                ref, batch, band, order=order, shift_radius_px=config.shift_radius_px, top=global_top
-            )
+            extra = _global_starts(ref, batch, radius, order, config.shift_radius_px, global_top)
         return refine_batch(ref, batch, cand[rows], config, extra_starts=extra)
 
     return _run_chunks(images, parts, volume, pixel_size, device, chunk, work, threads)
@@ -354,21 +363,17 @@ def floor_particles(
     are searched within ``config.shift_radius_px``. ``threads``: as :func:`refine_particles`.
     Returns as :func:`refine_particles`.
     """
-    from cesped.refinement.global_search import global_candidates, grid_step_deg
+    from cesped.refinement.global_search import grid_step_deg
     from cesped.refinement.local import LocalConfig, refine_batch
-    from cesped.refinement.score import Band
 
     local = LocalConfig(**{**config.as_dict(), "hypotheses": ("identity",), "keep": top})
     radius = config.radius_of(grid_step_deg(order))
 
     def work(ref, batch, rows):
-        band = Band.make(batch.n, radius, device=batch.device)
         fixed = None
         if true_origins_A is not None:
             fixed = torch.as_tensor(np.asarray(true_origins_A)[rows] / pixel_size, dtype=torch.float32)
-        cand = global_candidates(
-            ref, batch, band, order=order, origins_px=fixed, shift_radius_px=config.shift_radius_px, top=top
-        )
+        cand = _global_starts(ref, batch, radius, order, config.shift_radius_px, top, fixed)
         return refine_batch(ref, batch, cand, local, fixed_origins_px=fixed)
 
     return _run_chunks(images, parts, volume, pixel_size, device, chunk, work, threads)
