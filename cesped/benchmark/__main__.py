@@ -4,7 +4,8 @@ Usage::
 
     python -m cesped.benchmark run experiment=<name> entries=[synth_6msm,...] seeds=[0,1,2] \\
         [outdir=benchmark_results] [method=<name>] [benchmark_dir=DIR] [n_cpus=2] [device=cpu] \\
-        [save_maps=false] [refine=false] [random_reference=true] [<training override> ...]
+        [save_maps=false] [refine=false] [random_reference=true] [floor_reference=true]
+        [<training override> ...]
     python -m cesped.benchmark run method=<name> predictions=<template> entries=[...] seeds=[...] \\
         [method_config=<file.json|yaml>] [outdir=...]
     python -m cesped.benchmark table RESULTS... [--out DIR] [--benchmarkDir DIR] [--no-random]
@@ -17,8 +18,10 @@ is a Hydra override of the training config (e.g. ``trainer.max_epochs=5``). With
 ``predictions=`` (a template with ``{entry}``, ``{seed}``, ``{half}``) a user's prediction files
 are evaluated instead. ``refine=true`` also refines both prediction files
 (:func:`cesped.refinement.api.refine_star`) and records the refined metrics beside the raw
-ones. ``table`` prints the leaderboard (Markdown) of the records (files or directories), and
-with ``--out`` writes ``leaderboard.md`` and ``leaderboard.html`` there.
+ones. Each simulated entry also gets an image-limited floor record (``floor_reference``:
+:mod:`cesped.benchmark.floor_record`) and every entry a random-poses record. ``table`` prints
+the leaderboard (Markdown) of the records (files or directories), and with ``--out`` writes
+``leaderboard.md`` and ``leaderboard.html`` there.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ _RUN_KEYS = {
     "save_maps",
     "refine",
     "random_reference",
+    "floor_reference",
 }
 # training keys the protocol sets itself: a user's value would silently be overridden or clash
 _RESERVED = {"entry": "entries", "seed": "seeds", "halfset": None, "output_dir": "outdir", "resume": None}
@@ -105,7 +109,7 @@ def parse_run_args(argv: list[str]):
                 raise ValueError(f"seeds: expected a list of integers, got {value!r}") from None
         elif key == "n_cpus":
             kw[key] = int(value)
-        elif key in ("save_maps", "refine", "random_reference"):
+        elif key in ("save_maps", "refine", "random_reference", "floor_reference"):
             kw[key] = _bool(key, value)
         elif key == "method_config":
             kw[key] = _load_config_file(value)

@@ -55,6 +55,7 @@ __all__ = ["ProtocolConfig", "run_protocol", "random_poses_record", "RANDOM_METH
 RANDOM_METHOD = "random poses"
 _ANGLES = ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]
 _FOM = "rlnParticleFigureOfMerit"
+_ORIGINS = ["rlnOriginXAngst", "rlnOriginYAngst"]
 
 
 def _log(msg: str) -> None:
@@ -98,6 +99,10 @@ class ProtocolConfig:
         holds the raw and the refined metrics (``refined``).
     random_reference : bool
         Write each entry's random-poses reference record.
+    floor_reference : bool
+        Write each simulated entry's image-limited floor record
+        (:func:`cesped.benchmark.floor_record.floor_poses_record`; entries without a true map get
+        none).
     """
 
     entries: list[str]
@@ -114,6 +119,7 @@ class ProtocolConfig:
     save_maps: bool = False
     refine: bool = False
     random_reference: bool = True
+    floor_reference: bool = True
     command: list[str] | None = None
 
     def __post_init__(self):
@@ -142,6 +148,10 @@ class ProtocolConfig:
             self.method = f"Image2Sphere[{self.experiment}]"
         if rec.slug(self.method) == rec.slug(RANDOM_METHOD):
             raise ValueError(f"method: {self.method!r} is reserved for the random-poses reference")
+        from cesped.benchmark.floor_record import FLOOR_METHOD
+
+        if rec.slug(self.method) == rec.slug(FLOOR_METHOD):
+            raise ValueError(f"method: {self.method!r} is reserved for the image-limited floor reference")
 
     @property
     def records_dir(self) -> Path:
@@ -358,30 +368,21 @@ def random_poses_record(
     poses as ``[rot, tilt, psi] = as_euler("ZYZ")``, confidence 1) go to ``workdir`` (default a
     temporary directory).
     """
-    import tempfile
-
     from scipy.spatial.transform import Rotation
 
-    from cesped.data.local import ensure_entry, entry_paths
-    from cesped.io.star import read_star, write_star
+    from cesped.data.local import ensure_entry
 
     entry_dir = ensure_entry(entry, 0, benchmark_dir)
     ensure_entry(entry, 1, benchmark_dir)
     checksum = checksum or rec.entry_checksum(entry_dir)
-    with tempfile.TemporaryDirectory(prefix="cesped_random_") as tmp:
-        wd = Path(workdir) if workdir is not None else Path(tmp)
-        preds = {}
-        for h in (0, 1):
-            star = read_star(entry_paths(entry, h, benchmark_dir)["star"])
-            st = star.copy()
-            n = len(st.particles)
-            st.particles[_ANGLES] = Rotation.random(n, rng=np.random.default_rng(seed + h)).as_euler(
-                "ZYZ", degrees=True
-            )
-            st.particles[_FOM] = 1.0
-            preds[h] = wd / f"predictions_{h}.star"
-            write_star(preds[h], st)
-        metrics, angular, eval_s = evaluate_pair(entry, preds, benchmark_dir, n_cpus, device)
+    poses = {}
+    for h in (0, 1):
+        n = _n_particles(entry, h, benchmark_dir)
+        poses[h] = (
+            Rotation.random(n, rng=np.random.default_rng(seed + h)).as_euler("ZYZ", degrees=True),
+            None,
+        )
+    metrics, angular, eval_s, preds = evaluate_poses(entry, poses, benchmark_dir, workdir, n_cpus, device)
     return rec.new_record(
         entry,
         seed,
@@ -395,9 +396,63 @@ def random_poses_record(
         metrics,
         angular,
         {"train": None, "predict": None, "evaluate": eval_s},
-        {f"half{h}": None if workdir is None else str(preds[h]) for h in (0, 1)},
+        preds,
         command,
     )
+
+
+def _n_particles(entry: str, halfset: int, benchmark_dir=None) -> int:
+    from cesped.data.local import entry_paths
+    from cesped.io.star import read_star
+
+    return len(read_star(entry_paths(entry, halfset, benchmark_dir)["star"]).particles)
+
+
+def evaluate_poses(
+    entry: str, poses: dict, benchmark_dir=None, workdir=None, n_cpus: int = 2, device: str = "cpu"
+) -> tuple[dict, dict, float, dict]:
+    """Evaluate poses given as arrays like a method's prediction files (confidence 1).
+
+    Parameters
+    ----------
+    poses : dict
+        Half-set -> ``(angles, origins)``: RELION Euler angles ``[rot, tilt, psi]`` (n, 3), degrees,
+        in the order of the half-set's star; origins (n, 2) in Å (``rlnOriginX/YAngst``) or None to
+        keep the star's.
+    workdir : path, optional
+        Where the prediction files ``predictions_{0,1}.star`` are kept (default: a temporary
+        directory, removed).
+
+    Returns
+    -------
+    (metrics, angular, evaluation seconds, {"half0": path or None, "half1": ...})
+    """
+    import tempfile
+
+    from cesped.data.local import entry_paths
+    from cesped.io.star import read_star, write_star
+
+    with tempfile.TemporaryDirectory(prefix="cesped_poses_") as tmp:
+        wd = Path(workdir) if workdir is not None else Path(tmp)
+        wd.mkdir(parents=True, exist_ok=True)
+        preds = {}
+        for h in (0, 1):
+            st = read_star(entry_paths(entry, h, benchmark_dir)["star"]).copy()
+            angles, origins = poses[h]
+            if len(angles) != len(st.particles) or (
+                origins is not None and len(origins) != len(st.particles)
+            ):
+                raise ValueError(
+                    f"{entry} half-set {h}: {len(angles)} poses for {len(st.particles)} particles"
+                )
+            st.particles[_ANGLES] = np.asarray(angles, dtype=np.float64)
+            if origins is not None:
+                st.particles[_ORIGINS] = np.asarray(origins, dtype=np.float64)
+            st.particles[_FOM] = 1.0
+            preds[h] = wd / f"predictions_{h}.star"
+            write_star(preds[h], st)
+        metrics, angular, eval_s = evaluate_pair(entry, preds, benchmark_dir, n_cpus, device)
+    return metrics, angular, eval_s, {f"half{h}": None if workdir is None else str(preds[h]) for h in (0, 1)}
 
 
 # ------------------------------------------------------------------------------- refinement
@@ -554,4 +609,22 @@ def run_protocol(cfg: ProtocolConfig) -> list[Path]:
                     entry, cfg.benchmark_dir, wd, 0, cfg.n_cpus, cfg.device, checksum, cfg.command
                 )
                 rec.write_record(rpath, r)
+        if cfg.floor_reference:
+            _floor_record(cfg, entry, entry_dir, checksum)
     return out
+
+
+def _floor_record(cfg: ProtocolConfig, entry: str, entry_dir: Path, checksum: str) -> None:
+    from cesped.benchmark.floor_record import FLOOR_METHOD, floor_poses_record, has_true_map
+
+    if not has_true_map(entry_dir):
+        _log(f"{entry}: no true map (gt_map.mrc), no image-limited floor record")
+        return
+    fpath = rec.record_path(cfg.records_dir, FLOOR_METHOD, entry, 0)
+    if _existing(fpath, checksum):
+        return
+    _log(f"{entry}: image-limited floor reference")
+    wd = cfg.outdir / "runs" / rec.slug(FLOOR_METHOD) / rec.slug(entry)
+    r = floor_poses_record(entry, cfg.benchmark_dir, wd, cfg.n_cpus, cfg.device, checksum, cfg.command)
+    rec.write_record(fpath, r)
+    _log(f"{entry}: image-limited floor MAnE {r['metrics'].get('MAnE_deg'):.2f} deg, record {fpath}")

@@ -101,12 +101,14 @@ def test_protocol_writes_records_and_resumes_without_redoing(protocol_out, tiny_
     assert len(log["first"]) == 3 and len(log["after_kill"]) == 2
     for p, data in log["after_kill"].items():
         assert p.read_bytes() == data and p.stat().st_mtime_ns == log["after_kill_mtime"][p]
-    # ... the second run evaluated only what was missing (tinyA's random poses, tinyB x 2 seeds + random)
-    assert len(log["second"]) == 4
+    # ... the second run evaluated only what was missing (tinyA's random poses and floor, tinyB x 2
+    # seeds + random + floor)
+    assert len(log["second"]) == 6
     assert not any("tinyA/seed" in str(c[0]) for c in log["second"])
     assert log["third"] == []  # nothing left to do
     for entry in ENTRIES:
         assert (outdir / "records" / "random-poses" / entry / "seed0.json").is_file()
+        assert (outdir / "records" / "image-limited-floor" / entry / "seed0.json").is_file()
         for seed in SEEDS:
             r = read_record(outdir / "records" / "MyNet" / entry / f"seed{seed}.json")
             assert r["schema_version"] == SCHEMA_VERSION and r["entry"] == entry and r["seed"] == seed
@@ -226,6 +228,63 @@ def test_reference_rows_paper_and_floor(protocol_out, tmp_path):
     assert len(rows) == 10 and all(len(v) == 11 for v in rows.values())
 
 
+def test_floor_record_is_the_floor_evaluated_like_a_method(protocol_out, tiny_bench):
+    """The protocol's floor record holds the floor's own poses: its angular error equals the floor
+    computed independently (evaluation.floor, pooled over both halves), far below the random row."""
+    from cesped.benchmark.leaderboard import build_leaderboard
+    from cesped.evaluation.floor import floor_reference
+
+    outdir, _ = protocol_out
+    board = build_leaderboard([outdir / "records"], benchmark_dir=tiny_bench, compute_random=False)
+    for entry in ENTRIES:
+        r = json.loads((outdir / "records" / "image-limited-floor" / entry / "seed0.json").read_text())
+        assert r["method"]["kind"] == "floor" and r["seed"] == 0
+        ref = floor_reference(tiny_bench / entry)
+        # equal up to the Euler-angle round trip of the star (~1e-6 deg near 0, where arccos is steep)
+        assert r["metrics"]["MAnE_deg"] == pytest.approx(ref["MAnE_deg"], abs=1e-4)
+        med = ref["median_angular_error_deg"]
+        assert r["metrics"]["median_angular_error_deg"] == pytest.approx(med, abs=1e-4)
+        for h in (0, 1):
+            assert r["method"]["config"]["per_half"][f"half{h}"]["MAnE_deg"] == pytest.approx(
+                ref["per_half"][f"half{h}"]["MAnE_deg"]
+            )
+        # confidence 1: the weighted error is the plain one
+        assert r["metrics"]["wMAnE"] == pytest.approx(r["metrics"]["MAnE"], rel=1e-9)
+        rnd = json.loads((outdir / "records" / "random-poses" / entry / "seed0.json").read_text())
+        assert r["metrics"]["MAnE"] < rnd["metrics"]["MAnE"] / 4
+        row = next(x for x in board.tables[entry] if x.method == "image-limited floor")
+        assert row.kind == "floor" and row.stats["MAnE"][0] == r["metrics"]["MAnE"]
+    assert "| image-limited floor (floor) |" in board.markdown()
+
+
+def test_no_floor_record_without_a_true_map(tiny_bench, user_preds, tmp_path, capsys):
+    """An entry without gt_map.mrc (a real entry) gets no floor record, said in the log;
+    floor_reference=false: none."""
+    import shutil
+
+    from cesped.benchmark.__main__ import main
+
+    bench = tmp_path / "bench"
+    shutil.copytree(tiny_bench / "tinyA", bench / "tinyA")
+    (bench / "tinyA" / "gt_map.mrc").unlink()
+    args = [
+        "run",
+        "method=MyNet",
+        f"predictions={user_preds}/{TEMPLATE}",
+        "entries=[tinyA]",
+        "seeds=[0]",
+        f"benchmark_dir={bench}",
+        "n_cpus=1",
+        "random_reference=false",
+    ]
+    assert main([*args, f"outdir={tmp_path / 'out'}"]) == 0
+    assert "tinyA: no true map (gt_map.mrc), no image-limited floor record" in capsys.readouterr().out
+    assert not (tmp_path / "out" / "records" / "image-limited-floor").exists()
+    assert main([*args, f"outdir={tmp_path / 'out2'}", "floor_reference=false"]) == 0
+    assert "image-limited floor" not in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out2" / "records").iterdir()) == ["MyNet"]
+
+
 def _copy_record(src: Path, dst: Path, edit) -> Path:
     r = json.loads(src.read_text())
     edit(r)
@@ -316,6 +375,8 @@ def test_protocol_refuses_a_record_of_another_entry_version(protocol_out, tiny_b
         (["entries=[a,b]", "seeds=[0]", "method=M", "predictions=p{half}"], ValueError, "need {entry}"),
         (["entries=[a]", "seeds=[0]", "method=M", "predictions=p{half}", "x.y=1"], ValueError, "unused with"),
         (["entries=[a]", "seeds=[0]", "method=random poses"], ValueError, "reserved"),
+        (["entries=[a]", "seeds=[0]", "method=image-limited floor"], ValueError, "reserved"),
+        (["entries=[a]", "seeds=[0]", "floor_reference=2"], ValueError, "floor_reference: expected true"),
         (["entries=[a]", "seeds=[0]", "save_maps=maybe"], ValueError, "save_maps: expected true or false"),
         (["entries=[a]", "seeds=[0]", "method_config=/no/such.json"], FileNotFoundError, "method_config"),
         (["entries=[a]", "seeds=[0]", "oops"], ValueError, "expected key=value"),
