@@ -6,12 +6,14 @@ then :func:`cesped.training.infer.infer` with its best checkpoint), both predict
 evaluated (:func:`cesped.evaluation.evaluate.evaluate` and :class:`cesped.Evaluator`), and one
 results record (:mod:`cesped.benchmark.records`) is written per (entry, seed). With
 ``predictions`` a user's prediction files are evaluated instead of training (any method can be
-entered). Each entry also gets a random-poses reference record (seed 0).
+entered). Each entry also gets a random-poses reference record (seed 0) and each simulated entry
+the image-limited floor's record (:mod:`cesped.benchmark.floor_record`, seed 0).
 
 Layout of ``outdir``::
 
     records/<method>/<entry>/seed<k>.json           the results records (the leaderboard's input)
     records/random-poses/<entry>/seed0.json         the random-poses reference of the entry
+    records/image-limited-floor/<entry>/seed0.json  the floor of a simulated entry
     runs/<method>/<entry>/seed<k>/half<h>/          cesped.train output of half-set h:
         checkpoints/, csv/, predictions_<1-h>.star,
         protocol_trained.json                       written when training has finished
@@ -19,6 +21,7 @@ Layout of ``outdir``::
     runs/<method>/<entry>/seed<k>/refined/          refine=true: predictions_<h>.star refined,
         protocol_refined_<h>.json                   written when half-set h is refined
     runs/random-poses/<entry>/predictions_<h>.star
+    runs/image-limited-floor/<entry>/predictions_<h>.star
 
 Resuming: a run that is started again skips every (entry, seed) whose record exists, every
 half-set whose ``protocol_half.json`` (or, for halves trained elsewhere, ``predictions_<1-h>.star``)
