@@ -198,12 +198,17 @@ def _refine_half(entry: str, half: int, pred: Path, benchmark_dir, device: str) 
     import numpy as np
 
     from cesped.io.star import read_star
-    from cesped.refinement.api import DEFAULT_GLOBAL_TOP, refine_star
+    from cesped.refinement.api import DEFAULT_GLOBAL_TOP, DEFAULT_ROUNDS, refine_star
 
     out = pred.with_name(f"{pred.stem}_refined.star")
     if out.is_file() and out.stat().st_mtime >= pred.stat().st_mtime:
         meta = read_star(out).other_blocks.get("cesped_refinement") or {}
-        if str(meta.get("cespedRefinementGlobalTop")) == str(DEFAULT_GLOBAL_TOP):
+        current = {
+            "cespedRefinementGlobalTop": str(DEFAULT_GLOBAL_TOP),
+            "cespedRefinementRounds": str(DEFAULT_ROUNDS),
+            "cespedRefinementReferenceWeighting": "fsc",
+        }
+        if all(str(meta.get(k)) == v for k, v in current.items()):
             _log(f"half-set {half}: reusing {out}")
             return out
         _log(f"half-set {half}: {out} was made with another search; refining again")
@@ -225,7 +230,8 @@ def _refine_half(entry: str, half: int, pred: Path, benchmark_dir, device: str) 
     )
     _log(
         f"half-set {half}: refined {summary['n']} particles in {summary['seconds']:.0f} s "
-        f"({summary['from_global']:.1%} from the {summary['global_top']} global-search starts)"
+        f"({summary['from_global']:.1%} from the {summary['global_top']} global-search starts; "
+        f"{summary['rounds']} rounds)"
     )
     return out
 

@@ -7,12 +7,16 @@ Example usage::
         --top-k 5                     # reads preds_1_topk.npz (cesped.infer top_k=5)
     python -m cesped.refine --entry synth_6msm --halfset 1 --star preds_1.star --out refined_1.star \\
         --reference my_map.mrc --band-limit 8
-    python -m cesped.refine --entry synth_6msm --halfset 1 --star preds_1.star --out refined_1.star \
+    python -m cesped.refine --entry synth_6msm --halfset 1 --star preds_1.star --out refined_1.star \\
         --global-top 0                # the candidates only (no global-search starts)
     python -m cesped.refine --entry synth_6msm --halfset 1 --star preds_1.star --out floor_1.star --global
 
 The default reference is the map of the OTHER half-set reconstructed from its ground-truth poses
-(no label of the refined half is read), compared up to its own FSC band limit. Every particle's
+(no label of the refined half is read), its shells weighted by its FSC (a Wiener filter of its
+own noise; ``--weighting none``: as reconstructed) and compared up to its own FSC band limit.
+A second round (``--rounds 2``, the default with this reference) refines the first round's
+answers against the map of the other half-set together with this half-set's images at their
+first-round poses (twice the particles, still no label of this half). Every particle's
 starts are its candidates, their mirror-view and in-plane half-turn hypotheses and (``--global-top
 G``, default 4) the G best rotations of an exhaustive SO(3) grid search (``--order``) against the
 same reference, so that a particle whose candidates are all far from its pose is still found; the
@@ -66,6 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--shift-radius", type=float, help="largest origin searched, px (default max(3, 0.08 box))"
     )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        choices=(1, 2),
+        help="2 (default with the other half's map): a second round against that map plus this half's "
+        "particles at their first-round poses; 1 with --reference or --global",
+    )
+    p.add_argument(
+        "--weighting",
+        choices=("fsc", "none"),
+        default="fsc",
+        help="fsc (default): weight the reference's shells by its FSC (Wiener); none: as reconstructed",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument(
         "--threads", type=int, default=1, help="CPU threads (default 1: least CPU time; run one per core)"
@@ -98,6 +115,8 @@ def main(argv=None) -> int:
             benchmark_dir=args.benchmark_dir,
             use_cache=args.use_cache,
             threads=args.threads,
+            rounds=args.rounds,
+            weighting=args.weighting,
         )
     except (ValueError, OSError) as e:  # bad input, a file that cannot be read or written
         print(f"cesped.refine: error: {error_line(e)}", file=sys.stderr)

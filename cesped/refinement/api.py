@@ -43,6 +43,9 @@ CONFIDENCE = ("rlnMaxValueProbDistribution", "rlnParticleFigureOfMerit")
 START = "cespedRefinementStart"
 #: Global-search starts added to every particle's candidates by default (``--global-top``).
 DEFAULT_GLOBAL_TOP = 4
+#: Rounds of a refinement against the default reference (``--rounds``; 2: the second round's
+#: reference also holds the refined half's particles at their first-round poses).
+DEFAULT_ROUNDS = 2
 _FLOOR_VERSION = 1
 _FLOOR_TOP = 4  # global-search starts of the floor (floor_particles' default top)
 
@@ -379,9 +382,9 @@ def floor_particles(
     return _run_chunks(images, parts, volume, pixel_size, device, chunk, work, threads)
 
 
-def _write_refined(star, out, result, meta: dict, labels=None) -> None:
+def _with_poses(star, result):
+    """A copy of ``star`` with the angles and origins of a refinement ``result``."""
     from cesped.geometry.rotations import matrix_to_euler
-    from cesped.io.star import write_star
 
     st = star.copy()
     ang = matrix_to_euler(torch.from_numpy(result["rotmats"])).numpy()
@@ -389,6 +392,13 @@ def _write_refined(star, out, result, meta: dict, labels=None) -> None:
         st.particles[c] = ang[:, i]
     for i, c in enumerate(ORIGINS):
         st.particles[c] = result["origins_A"][:, i].astype(np.float64)
+    return st
+
+
+def _write_refined(star, out, result, meta: dict, labels=None) -> None:
+    from cesped.io.star import write_star
+
+    st = _with_poses(star, result)
     for c in CONFIDENCE:
         st.particles[c] = result["confidence"].astype(np.float64)
     if labels is not None:
@@ -417,6 +427,8 @@ def refine_star(
     use_cache: bool = True,
     chunk: int = 256,
     threads: int | None = 1,
+    weighting: str = "fsc",
+    rounds: int | None = None,
 ) -> dict:
     """Refine the poses of a predictions star of one half-set and write the refined star.
 
@@ -459,15 +471,25 @@ def refine_star(
         SO(3) grid order of ``global_search`` and of the ``global_top`` starts.
     threads : int or None
         CPU threads of the search (:func:`cpu_threads`; default 1, None: the process's setting).
+    weighting : {"fsc", "none"}
+        "fsc": the default reference's shells weighted by its full-map FSC estimated from its
+        split FSC (:func:`cesped.refinement.reference.fsc_weighted`, a Wiener filter of the
+        map's own noise); a user's map and the true map have no FSC and are used as given.
+    rounds : {1, 2}, optional
+        2 (default reference only): a second local refinement from the first round's answers
+        against the map of the other half-set's ground truth plus this half-set's images at their
+        first-round poses (:func:`cesped.refinement.reference.reference_with_refined`: twice the
+        particles, no label of this half). Default: :data:`DEFAULT_ROUNDS` with the default
+        reference, 1 with ``reference`` or ``global_search``.
 
     Returns
     -------
     dict
         Summary: ``n``, ``seconds``, ``band_limit_A``, ``reference``, ``median_confidence``,
-        ``global_top``, ``from_global``, ``out``.
+        ``global_top``, ``from_global``, ``rounds``, ``weighting``, ``out``.
     """
     from cesped.refinement.local import LocalConfig
-    from cesped.refinement.reference import load_reference_map
+    from cesped.refinement.reference import fsc_weighted, load_reference_map, reference_with_refined
     from cesped.refinement.reference import reference_from_half as ref_half
     from cesped.refinement.score import band_radius
 
@@ -488,6 +510,17 @@ def refine_star(
     if global_search and global_top:
         raise ValueError(
             "--global-top adds global starts to the candidates; --global searches globally already"
+        )
+    if weighting not in ("fsc", "none"):
+        raise ValueError(f"--weighting must be 'fsc' or 'none', got {weighting!r}")
+    if rounds is None:
+        rounds = 1 if (global_search or reference is not None) else DEFAULT_ROUNDS
+    if rounds not in (1, 2):
+        raise ValueError(f"--rounds must be 1 or 2, got {rounds!r}")
+    if rounds == 2 and (global_search or reference is not None):
+        raise ValueError(
+            "--rounds 2 rebuilds the default reference (the other half-set's map) with the refined "
+            "particles; use --rounds 1 with --global or --reference"
         )
     if global_top is None:
         global_top = 0 if global_search else DEFAULT_GLOBAL_TOP
@@ -532,15 +565,17 @@ def refine_star(
         if band_limit_A is not None:
             ref.band_limit_A = band_limit_A
     config = LocalConfig(band_radius=band_radius(ref.band_limit_A, box, px), shift_radius_px=shift_radius_px)
+    weighted = weighting == "fsc" and bool(ref.fsc)
+    volume = fsc_weighted(ref.volume, ref.fsc) if weighted else ref.volume
     if global_search:
         result = floor_particles(
-            images, parts, ref.volume, px, config, order=order, device=device, chunk=chunk, threads=threads
+            images, parts, volume, px, config, order=order, device=device, chunk=chunk, threads=threads
         )
     else:
         result = refine_particles(
             images,
             parts,
-            ref.volume,
+            volume,
             px,
             cand,
             config,
@@ -550,6 +585,23 @@ def refine_star(
             global_top=global_top,
             order=order,
         )
+    round2 = {}
+    if rounds == 2:
+        ref2 = reference_with_refined(
+            edir, other, _with_poses(st, result), symmetry=sym, device=device, n_threads=threads
+        )
+        band2 = band_limit_A if band_limit_A is not None else ref2.band_limit_A
+        config2 = LocalConfig(band_radius=band_radius(band2, box, px), shift_radius_px=shift_radius_px)
+        volume2 = fsc_weighted(ref2.volume, ref2.fsc) if weighting == "fsc" else ref2.volume
+        starts = torch.from_numpy(np.ascontiguousarray(result["rotmats"])).to(cand.dtype)[:, None]
+        result2 = refine_particles(
+            images, parts, volume2, px, starts, config2, device=device, chunk=chunk, threads=threads
+        )
+        result = {**result2, "start": result["start"]}
+        round2 = {
+            "cespedRefinementRound2Reference": ref2.source,
+            "cespedRefinementRound2BandLimitAngst": float(band2),
+        }
     from cesped.refinement.local import start_labels
 
     if global_search:
@@ -567,6 +619,9 @@ def refine_star(
         "cespedRefinementFromGlobal": from_global,
         "cespedRefinementSteps": ",".join(f"{s:g}" for s in config.steps_deg),
         "cespedRefinementHypotheses": ",".join(config.hypotheses),
+        "cespedRefinementReferenceWeighting": "fsc" if weighted else "none",
+        "cespedRefinementRounds": int(rounds),
+        **round2,
     }
     _write_refined(st, out, result, meta, labels)
     return {
@@ -577,6 +632,8 @@ def refine_star(
         "median_confidence": float(np.median(result["confidence"])),
         "global_top": global_top,
         "from_global": from_global,
+        "rounds": int(rounds),
+        "weighting": "fsc" if weighted else "none",
         "out": str(out),
     }
 

@@ -4,6 +4,10 @@
   ground-truth poses (the data a model is trained on), and its band limit from that half alone:
   the FSC of two maps of a random split of its particles, at 0.143.
 * :func:`load_reference_map`: a user's map, its box and pixel size checked against the particles.
+* :func:`fsc_weighted`: a map's shells weighted by the FSC of the full map (a Wiener filter from
+  the split FSC), so that shells the map's own noise dominates count less in the score.
+* :func:`reference_with_refined`: the map of the other half-set's ground-truth poses together with
+  the refined half's images at their refined poses (the second round of a refinement).
 
 Both are cached under ``cesped.settings.cache_dir()/refinement`` keyed by the content of the
 files they are made from (never by the refined half's files).
@@ -19,7 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ReferenceMap", "fsc_curve", "fsc_resolution", "reference_from_half", "load_reference_map"]
+__all__ = [
+    "ReferenceMap",
+    "fsc_curve",
+    "fsc_resolution",
+    "fsc_weighted",
+    "reference_from_half",
+    "reference_with_refined",
+    "load_reference_map",
+]
 
 _VERSION = 1
 
@@ -74,6 +86,38 @@ def fsc_resolution(curve: np.ndarray, box: int, pixel_size: float, threshold: fl
     return float(box * pixel_size / shell)
 
 
+def fsc_weighted(volume: np.ndarray, fsc_split) -> np.ndarray:
+    """The map with each Fourier shell multiplied by the FSC of the full map.
+
+    ``fsc_split`` is the FSC of two maps of a random split of the map's particles (per integer
+    shell ``0 .. n // 2``, as :func:`fsc_curve`); the full map's correlation with the truth is
+    estimated from it as ``C = 2 f / (1 + f)`` (Rosenthal & Henderson 2003, clipped to [0, 1]),
+    which is also ``SNR / (1 + SNR)`` of the map in that shell: the Wiener filter of the map's
+    own noise. Frequencies past shell ``n // 2`` (the corners) take its weight.
+
+    Parameters
+    ----------
+    volume : numpy.ndarray (n, n, n)
+    fsc_split : sequence of float (n // 2 + 1,)
+
+    Returns
+    -------
+    numpy.ndarray (n, n, n) float32
+    """
+    f = np.clip(np.asarray(fsc_split, dtype=np.float64), 0.0, 1.0)
+    n = volume.shape[0]
+    if f.shape != (n // 2 + 1,):
+        raise ValueError(f"fsc_split has {f.size} shells, a map of {n} voxels needs {n // 2 + 1}")
+    c = 2.0 * f / (1.0 + f)
+    k = np.fft.fftfreq(n, 1.0 / n)
+    kr = np.fft.rfftfreq(n, 1.0 / n)
+    shell = np.round(np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + kr[None, None, :] ** 2))
+    shell = shell.astype(np.int64)
+    w = c[np.minimum(shell, n // 2)]
+    out = np.fft.irfftn(np.fft.rfftn(volume.astype(np.float64)) * w, s=volume.shape, axes=(0, 1, 2))
+    return out.astype(np.float32)
+
+
 def _file_identity(path: Path) -> list:
     st = path.stat()
     return [str(path.resolve()), st.st_size, st.st_mtime_ns]
@@ -115,7 +159,6 @@ def reference_from_half(
     from cesped.io.mrc import read_map, write_map
     from cesped.io.stack import parse_image_name
     from cesped.io.star import read_star
-    from cesped.reconstruction.fourier import reconstruct_many
 
     entry_dir = Path(entry_dir)
     star_path = entry_dir / f"particles_{int(half)}.star"
@@ -137,6 +180,100 @@ def reference_from_half(
             return ReferenceMap(vol, px, meta["band_limit_A"], source, meta["fsc"])
         except (OSError, ValueError, KeyError):
             pass  # rebuild a corrupt cache entry
+    ref = _map_and_split_fsc(star, source, symmetry, device, seed, n_threads)
+    if use_cache:
+        try:
+            write_map(mpath, ref.volume, ref.pixel_size)
+            from cesped.io.atomic import atomic_open
+
+            with atomic_open(jpath) as fh:
+                json.dump({"band_limit_A": ref.band_limit_A, "fsc": ref.fsc, "source": source}, fh)
+        except OSError as e:
+            print(f"[cesped] could not cache the reference map in {mpath}: {e}")
+    return ref
+
+
+def reference_with_refined(
+    entry_dir,
+    half: int,
+    refined,
+    symmetry: str = "C1",
+    device="cpu",
+    seed: int = 0,
+    n_threads: int | None = None,
+) -> ReferenceMap:
+    """The map of half-set ``half``'s ground-truth poses plus the refined half's refined poses.
+
+    The second round of a refinement: the refined half-set's own images enter the reference at
+    the poses the first round gave them (predictions, never its labels), doubling the particles
+    of the reference and so lowering its noise. Not cached (it depends on the refined poses).
+
+    Parameters
+    ----------
+    entry_dir : path
+        Entry directory (``particles_<half>.star`` and the stacks of both half-sets).
+    half : {0, 1}
+        The OTHER half-set (its ground-truth poses are used).
+    refined : StarFile
+        The refined half-set's particles with the first round's angles and origins; images named
+        relative to the entry directory; the same optics table as ``particles_<half>.star``.
+    symmetry, device, seed, n_threads
+        As in :func:`reference_from_half` (the split that measures the band limit and the FSC
+        weighting is over all particles of both).
+
+    Returns
+    -------
+    ReferenceMap
+        With ``band_limit_A`` and ``fsc`` of the split of all particles.
+
+    Raises
+    ------
+    ValueError
+        The two star files have different optics tables or lack a column the other has.
+    """
+    import pandas as pd
+
+    from cesped.io.star import read_star
+
+    entry_dir = Path(entry_dir)
+    star_path = entry_dir / f"particles_{int(half)}.star"
+    if not star_path.is_file():
+        raise FileNotFoundError(f"reference half-set star file not found: {star_path}")
+    other = read_star(star_path)
+    if not other.optics.reset_index(drop=True).equals(refined.optics.reset_index(drop=True)):
+        raise ValueError(
+            f"second round: the refined star's optics table differs from {star_path}'s; refine with rounds=1"
+        )
+    cols = [c for c in other.particles.columns if c in refined.particles.columns]
+    needed = [
+        "rlnImageName",
+        "rlnAngleRot",
+        "rlnAngleTilt",
+        "rlnAnglePsi",
+        "rlnOriginXAngst",
+        "rlnOriginYAngst",
+    ]
+    needed += [c for c in other.particles.columns if c.startswith(("rlnDefocus", "rlnCtf", "rlnPhaseShift"))]
+    needed += [c for c in ("rlnOpticsGroup",) if c in other.particles.columns]
+    missing = [c for c in needed if c not in cols]
+    if missing:
+        raise ValueError(
+            f"second round: the refined star lacks column(s) {', '.join(missing)} of {star_path}"
+        )
+    both = other.copy()
+    both.particles = pd.concat([other.particles[cols], refined.particles[cols]], ignore_index=True)
+    source = (
+        f"native reconstruction of {star_path} (ground-truth poses) and the refined half-set's "
+        f"{len(refined.particles)} particles at their first-round poses (symmetry {symmetry})"
+    )
+    return _map_and_split_fsc(both, source, symmetry, device, seed, n_threads)
+
+
+def _map_and_split_fsc(star, source: str, symmetry, device, seed, n_threads) -> ReferenceMap:
+    """The map of all particles of ``star`` and, from two maps of a random split of them (one
+    pass over the images), its FSC curve and band limit (FSC 0.143)."""
+    from cesped.reconstruction.fourier import reconstruct_many
+
     n = len(star.particles)
     split = np.random.default_rng(seed).permutation(n) < n // 2
     vols, px = reconstruct_many(
@@ -148,17 +285,7 @@ def reference_from_half(
     )
     curve = fsc_curve(vols[1], vols[2])
     band = fsc_resolution(curve, vols[0].shape[0], px)
-    ref = ReferenceMap(vols[0], px, band, source, [round(float(c), 5) for c in curve])
-    if use_cache:
-        try:
-            write_map(mpath, vols[0], px)
-            from cesped.io.atomic import atomic_open
-
-            with atomic_open(jpath) as fh:
-                json.dump({"band_limit_A": band, "fsc": ref.fsc, "source": source}, fh)
-        except OSError as e:
-            print(f"[cesped] could not cache the reference map in {mpath}: {e}")
-    return ref
+    return ReferenceMap(vols[0], px, band, source, [round(float(c), 5) for c in curve])
 
 
 def load_reference_map(path, box: int, pixel_size: float, band_limit_A: float | None = None) -> ReferenceMap:

@@ -166,6 +166,8 @@ def _refine_predictions(cfg: DictConfig, pred: Path, half: int, device: str) -> 
         band_limit_A=rc.get("band_limit_A"),
         shift_radius_px=rc.get("shift_radius_px"),
         global_top=rc.get("global_top"),
+        rounds=rc.get("rounds"),
+        weighting=str(rc.get("weighting") or "fsc"),
         benchmark_dir=cfg.get("benchmark_dir"),
     )
     return summary["out"]

@@ -276,6 +276,14 @@ def _bad_inputs(root, name, tmp_path):
             ValueError,
             "--global-top",
         ),
+        "three rounds": (dict(star=pred, rounds=3), ValueError, "--rounds must be 1 or 2"),
+        "two rounds with a user's map": (
+            dict(star=pred, rounds=2, reference=root / name / "gt_map.mrc", band_limit_A=8.0),
+            ValueError,
+            "--rounds 2",
+        ),
+        "two rounds with --global": (dict(star=pred, rounds=2, global_search=True), ValueError, "--rounds 2"),
+        "unknown weighting": (dict(star=pred, weighting="wiener"), ValueError, "--weighting"),
         "missing star": (dict(star=tmp_path / "nope.star"), FileNotFoundError, "nope.star"),
         "missing map": (
             dict(star=pred, reference=tmp_path / "nope.mrc", band_limit_A=8.0),
@@ -336,3 +344,80 @@ def test_cuda_and_cpu_give_the_same_poses(tiny_entry):
     d = angular_distance(torch.from_numpy(cpu["rotmats"]), torch.from_numpy(gpu["rotmats"])).numpy()
     assert np.mean(d < 1e-3) >= 0.98
     assert np.abs(cpu["origins_A"] - gpu["origins_A"]).max() < 0.5
+
+
+def test_default_refinement_records_rounds_and_weighting(tiny_entry, tmp_path):
+    """The default (other half's map): FSC-weighted, two rounds, both recorded; rounds=1 and
+    weighting='none' give other answers and say so; a user's map is one round, unweighted."""
+    root, name = tiny_entry
+    e = root / name
+    pred = perturbed_star(e, 1, tmp_path / "pred.star", jitter_deg=10.0)
+    outs = {}
+    for key, kw in {
+        "default": {},
+        "one round": {"rounds": 1},
+        "unweighted": {"weighting": "none", "rounds": 1},
+        "user map": {"reference": e / "gt_map.mrc", "band_limit_A": 6.0},
+    }.items():
+        out = tmp_path / f"{key.replace(' ', '_')}.star"
+        summary = refine_star(name, 1, pred, out, benchmark_dir=root, **kw)
+        block = read_star(out).other_blocks["cesped_refinement"]
+        outs[key] = (summary, block, out.read_bytes())
+        err, _, _ = _errors(e, 1, out)
+        assert np.median(err) < 1.5, key
+    s, b, _ = outs["default"]
+    assert s["rounds"] == 2 and s["weighting"] == "fsc"
+    assert int(b["cespedRefinementRounds"]) == 2 and b["cespedRefinementReferenceWeighting"] == "fsc"
+    assert "first-round poses" in b["cespedRefinementRound2Reference"]
+    s1, b1, _ = outs["one round"]
+    assert s1["rounds"] == 1 and "cespedRefinementRound2Reference" not in b1
+    su, bu, _ = outs["unweighted"]
+    assert su["weighting"] == "none" and bu["cespedRefinementReferenceWeighting"] == "none"
+    assert len({v[2] for v in outs.values()}) == 4  # each choice changes the answer
+    sm, bm, _ = outs["user map"]
+    assert sm["rounds"] == 1 and sm["weighting"] == "none"  # a user's map has no FSC
+
+
+def test_fsc_weighted_is_the_wiener_filter_of_the_split_fsc():
+    from cesped.refinement.reference import fsc_curve, fsc_weighted
+
+    rng = np.random.default_rng(0)
+    vol = rng.normal(size=(16, 16, 16)).astype(np.float32)
+    n = 16
+    # FSC 1 everywhere: the map unchanged; FSC 1/3: C = 2f/(1+f) = 1/2 in every shell
+    assert np.allclose(fsc_weighted(vol, np.ones(n // 2 + 1)), vol, atol=1e-5)
+    assert np.allclose(fsc_weighted(vol, np.full(n // 2 + 1, 1 / 3)), 0.5 * vol, atol=1e-5)
+    # a step: shells <= 4 kept, the others removed (independent check: FSC of input and output
+    # is 1 where kept, and the output has no power beyond)
+    f = np.where(np.arange(n // 2 + 1) <= 4, 1.0, 0.0)
+    out = fsc_weighted(vol, f)
+    c = fsc_curve(vol, out)
+    assert np.allclose(c[:5], 1.0, atol=1e-6)
+    k = np.fft.fftfreq(n, 1.0 / n)
+    r = np.round(np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2))
+    fo, fv = np.fft.fftn(out), np.fft.fftn(vol)
+    assert np.abs(fo[r > 4]).max() < 1e-4 * np.abs(fv).max()
+    assert np.allclose(fo[r <= 4], fv[r <= 4], atol=1e-3)
+    with pytest.raises(ValueError, match="shells"):
+        fsc_weighted(vol, np.ones(5))
+
+
+def test_second_round_reference_is_closer_to_the_truth(tiny_entry):
+    """The other half's map plus this half's particles at good poses (here: their true ones, as a
+    refinement would give) correlates better with the true map than the other half's map alone."""
+    from cesped.refinement.reference import fsc_curve, reference_from_half, reference_with_refined
+
+    root, name = tiny_entry
+    e = root / name
+    truth, _ = read_map(e / "gt_map.mrc")
+    one = reference_from_half(e, 0, use_cache=False)
+    both = reference_with_refined(e, 0, read_star(e / "particles_1.star"))
+    c1, c2 = fsc_curve(truth, one.volume), fsc_curve(truth, both.volume)
+    n = truth.shape[0]
+    assert c2[1 : n // 2].mean() > c1[1 : n // 2].mean() + 0.01
+    assert len(both.fsc) == n // 2 + 1 and both.band_limit_A <= one.band_limit_A + 1e-9
+    # another optics table is refused
+    st = read_star(e / "particles_1.star")
+    st.optics["rlnVoltage"] = st.optics["rlnVoltage"] + 100.0
+    with pytest.raises(ValueError, match="optics table differs"):
+        reference_with_refined(e, 0, st)
