@@ -83,8 +83,9 @@ PLAN: list[tuple[str, list[str], float]] = [
     ("bench_i2s_budget.py", ["probe=1"], 0.5),
     ("bench_i2s_prediction.py", ["{ckpt}", "3,0,0"], 1.0),
     ("bench_pose_ambiguity.py", [], 0.5),  # 4,000 particles; smoke: 500 in 5.4 CPU-s
-    # floor x2 + refinement without and with the 4 global starts: ~100 CPU-s (2026-12-04, --threads 1)
-    ("bench_refinement.py", ["--benchmark-dir", "{bench}"], 5.0),
+    # floor x2, refinement without and with the 4 global starts (demo-like stand-ins), and refine_star
+    # with its defaults (2 rounds, FSC weighting) vs 1 round / unweighted: ~100 + ~150 CPU-s
+    ("bench_refinement.py", ["--benchmark-dir", "{bench}", "--stand-ins", "demo", "--pipeline"], 8.0),
     ("bench_evaluator.py", [], 2.0),  # 300,000 predictions, C1 and D2, 5 repeats (~6.5 s each)
     ("bench_hetero_sim.py", [], 1.0),  # 3 simulations of 8,000 x 64 px: 73 CPU-s (issue-17 run)
     ("bench_frames.py", [], 0.1),  # smoke at the defaults: 1 CPU-s

@@ -196,10 +196,26 @@ def _config_dict(train_cfg) -> dict:
     )
 
 
+#: Training-config keys that do not change a trained half-set or its predictions: what differs
+#: between attempts (resume, output paths) and the refinement after prediction (the protocol
+#: refines with ``refine=true`` itself, and a new refinement option must not invalidate a run).
+_NOT_COMPARED = ("resume", "output_dir", "output_root", "refine", "refinement")
+
+
 def _comparable(conf: dict) -> str:
-    """The config without what legitimately differs between attempts (resume, output paths)."""
-    c = {k: v for k, v in conf.items() if k not in ("resume", "output_dir", "output_root")}
+    """The config without the keys of :data:`_NOT_COMPARED`, as a canonical JSON string."""
+    c = {k: v for k, v in conf.items() if k not in _NOT_COMPARED}
     return json.dumps(c, sort_keys=True, default=str)
+
+
+def _same_config(saved, conf: dict) -> bool:
+    """Whether a state file's ``config`` (a :func:`_comparable` string, possibly written by an
+    earlier version that compared more keys) matches ``conf``."""
+    try:
+        old = json.loads(saved) if isinstance(saved, str) else None
+    except ValueError:
+        return False
+    return isinstance(old, dict) and _comparable(old) == _comparable(conf)
 
 
 def _read_json(path: Path) -> dict:
@@ -236,7 +252,7 @@ def run_half(cfg: ProtocolConfig, entry: str, seed: int, halfset: int) -> dict:
     done, trained = out / "protocol_half.json", out / "protocol_trained.json"
     where = f"{entry} seed {seed} half-set {halfset}"
     for state_file in (done, trained):
-        if state_file.is_file() and _read_json(state_file).get("config") != _comparable(conf):
+        if state_file.is_file() and not _same_config(_read_json(state_file).get("config"), conf):
             raise ValueError(
                 f"{where}: {state_file} was made with another training configuration; use another "
                 f"outdir or method name, or delete {out} to retrain"

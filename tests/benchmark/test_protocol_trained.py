@@ -121,3 +121,32 @@ def test_trained_protocol_resumes_across_processes_and_make_leaderboard(tiny_ben
     )
     with pytest.raises(ValueError, match="another training configuration"):
         run_protocol(changed)
+    # ... but another refinement option is not another training: the halves are reused
+    other_refinement = parse_run_args(
+        [
+            "experiment=demo",
+            "entries=[tinyA]",
+            "seeds=[1]",
+            f"outdir={outdir}",
+            *run_args,
+            "refinement.rounds=1",
+        ]
+    )
+    train_calls.calls = 0
+    run_protocol(other_refinement)
+    assert train_calls.calls == 0
+    assert (outdir / "records" / "Image2Sphere-demo" / "tinyA" / "seed1.json").is_file()
+
+
+def test_state_files_of_an_earlier_version_still_match():
+    """A state file whose config string still holds the refinement section (written before it
+    was excluded from the comparison) matches; another training value does not; junk does not."""
+    import json
+
+    from cesped.benchmark.protocol import _same_config
+
+    conf = {"trainer": {"max_epochs": 3}, "seed": 1, "refinement": {"top_k": None}, "resume": True}
+    old_style = json.dumps({k: v for k, v in conf.items() if k != "resume"}, sort_keys=True)
+    assert _same_config(old_style, {**conf, "refinement": {"top_k": None, "rounds": None}})
+    assert not _same_config(old_style, {**conf, "trainer": {"max_epochs": 4}})
+    assert not _same_config("{not json", conf) and not _same_config(None, conf)
