@@ -483,7 +483,7 @@ def pipeline(args, emit, entry, st, parts, cand, r_true, fl, stand_ins, stats) -
         for i, c in enumerate(("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")):
             ps.particles[c] = ang[:, i]
         write_star(pred, ps)
-        ids = ps.particles["rlnImageName"].astype(str).to_numpy()
+        ids = np.asarray(ps.particles["rlnImageName"].astype(str).tolist(), dtype=str)
         np.savez(pred.with_name("predictions_1_topk.npz"), ids=ids, rotmats=cand.numpy())
         variants = {
             "default": {},
