@@ -2,7 +2,9 @@
 
 * the torch reconstruction on CUDA against the compiled CPU kernel on the same star file;
 * the model's deterministic prediction on CUDA (repeatable, and the CPU's poses);
-* a few training steps with ``trainer=gpu`` (Lightning on one GPU).
+* a few training steps with ``trainer=gpu`` (Lightning on one GPU);
+* the refinement (``refine_star`` with its defaults, and the floor's global search) on CUDA
+  against the CPU's poses on a tiny simulated entry.
 """
 
 from __future__ import annotations
@@ -93,3 +95,53 @@ def test_training_steps_with_trainer_gpu(tmp_path):
     ck = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ck["global_step"] == 2  # 1 epoch x 2 batches
     assert all(torch.isfinite(v).all() for v in ck["state_dict"].values() if v.is_floating_point())
+
+
+@pytest.fixture(scope="module")
+def refine_entry(tmp_path_factory):
+    from cesped.simulation import simulate_entry
+
+    root = tmp_path_factory.mktemp("gpu_refine")
+    simulate_entry(
+        root / "tiny6msm",
+        structure="6msm",
+        n_particles=200,
+        pixel_size=3.0,
+        box=64,
+        snr=2.0,
+        seed=3,
+        progress=False,
+    )
+    return root, "tiny6msm"
+
+
+def test_cuda_refinement_gives_the_cpu_poses(refine_entry, tmp_path):
+    """The same refinement (FSC-weighted reference, two rounds, global starts) on CUDA and on the
+    CPU: the same poses up to float rounding (a few particles may settle one grid step apart)."""
+    from cesped.geometry.errors import angular_distance
+    from cesped.geometry.numpy_ops import euler_to_matrix
+    from cesped.io.star import read_star, write_star
+    from cesped.refinement.api import image_limited_floor, refine_star
+
+    root, name = refine_entry
+    st = read_star(root / name / "particles_1.star")
+    rng = np.random.default_rng(0)
+    st.particles["rlnAngleRot"] = st.particles["rlnAngleRot"] + rng.normal(0, 6, len(st.particles))
+    pred = tmp_path / "pred.star"
+    write_star(pred, st)
+    rot = {}
+    for dev in ("cpu", "cuda"):
+        out = tmp_path / f"refined_{dev}.star"
+        refine_star(name, 1, pred, out, benchmark_dir=root, device=dev, use_cache=False)
+        p = read_star(out).particles
+        rot[dev] = euler_to_matrix(p[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(np.float64))
+    d = angular_distance(torch.from_numpy(rot["cpu"]), torch.from_numpy(rot["cuda"])).numpy()
+    assert np.median(d) < 0.05 and (d < 1.0).mean() >= 0.97, np.sort(d)[-10:]
+    f = {
+        dev: image_limited_floor(name, 1, device=dev, benchmark_dir=root, use_cache=False)
+        for dev in ("cpu", "cuda")
+    }
+    d = angular_distance(
+        torch.from_numpy(f["cpu"]["rotmats"]), torch.from_numpy(f["cuda"]["rotmats"])
+    ).numpy()
+    assert np.median(d) < 0.05 and (d < 1.0).mean() >= 0.97
