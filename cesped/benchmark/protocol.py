@@ -481,7 +481,10 @@ def refine_pair(cfg: ProtocolConfig, entry: str, seed: int, preds: dict[int, str
     """Refine both prediction files unless done earlier; return (refined paths, summaries).
 
     Each half-set's poses are refined against the map of the other half-set's ground truth
-    (:func:`cesped.refinement.api.refine_star` defaults: its own labels are never read).
+    (:func:`cesped.refinement.api.refine_star` defaults: FSC-weighted, two rounds, 4 global
+    starts; its own labels are never read). Every method is refined the same way, from the one
+    pose per particle of its prediction file (a user's file has no top-K candidates), so
+    ``make demo``'s refinement from the network's top-5 can differ slightly.
     ``refined/protocol_refined_<h>.json`` marks a finished half-set (with the input file it
     refined: other predictions are refined again).
     """
