@@ -240,7 +240,7 @@ def reference_with_refined(
     if not star_path.is_file():
         raise FileNotFoundError(f"reference half-set star file not found: {star_path}")
     other = read_star(star_path)
-    if not other.optics.reset_index(drop=True).equals(refined.optics.reset_index(drop=True)):
+    if not _same_optics(other.optics, refined.optics):
         raise ValueError(
             f"second round: the refined star's optics table differs from {star_path}'s; refine with rounds=1"
         )
@@ -267,6 +267,23 @@ def reference_with_refined(
         f"{len(refined.particles)} particles at their first-round poses (symmetry {symmetry})"
     )
     return _map_and_split_fsc(both, source, symmetry, device, seed, n_threads)
+
+
+def _same_optics(a, b) -> bool:
+    """Whether two optics tables hold the same groups and values (column order and dtypes aside)."""
+    import pandas as pd
+
+    if set(a.columns) != set(b.columns) or len(a) != len(b):
+        return False
+    for c in a.columns:
+        x, y = a[c].reset_index(drop=True), b[c].reset_index(drop=True)
+        xn, yn = pd.to_numeric(x, errors="coerce"), pd.to_numeric(y, errors="coerce")
+        if xn.notna().all() and yn.notna().all():
+            if not np.allclose(xn.to_numpy(np.float64), yn.to_numpy(np.float64), rtol=1e-9, atol=0):
+                return False
+        elif not (x.astype(str) == y.astype(str)).all():
+            return False
+    return True
 
 
 def _map_and_split_fsc(star, source: str, symmetry, device, seed, n_threads) -> ReferenceMap:
