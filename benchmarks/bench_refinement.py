@@ -321,30 +321,8 @@ def main(argv=None) -> int:
         wall, cpu = time.perf_counter() - w0, cpu_seconds() - c0
         err = symmetry_aware_error(r_true, torch.from_numpy(res["rotmats"]), "C1").numpy()
         runs[gtop] = (res, err)
-        m, md, f150 = stats(err)
         common = {"n": n, "global_top": gtop, "stand_ins": stand_ins}
-        emit(
-            f"refined_{tag}_MAnE",
-            round(m, 3),
-            "deg",
-            reference=fl and round(fl["MAnE_deg"], 3),
-            vs="floor (shifts searched)",
-            **common,
-        )
-        emit(
-            f"refined_{tag}_median",
-            round(md, 3),
-            "deg",
-            reference=fl and round(fl["median_deg"], 3),
-            **common,
-        )
-        emit(
-            f"refined_{tag}_frac_above_150",
-            round(f150, 5),
-            "fraction",
-            reference=fl and fl["frac_above_150"],
-            **common,
-        )
+        emit_accuracy(emit, f"refined_{tag}", err, fl, **common)
         emit(f"refined_{tag}_frac_below_5", round(float((err < 5).mean()), 4), "fraction", **common)
         emit(f"refined_{tag}_frac_above_30", round(float((err > 30).mean()), 4), "fraction", **common)
         for name, code in (("jittered", JITTERED), ("flipped", FLIPPED), ("random", RANDOM)):
@@ -462,10 +440,37 @@ def main(argv=None) -> int:
                 note="true tilt, failures vs the rest",
             )
     if args.pipeline:
-        pipeline(args, emit, entry, st, parts, cand, r_true, fl, stand_ins, stats)
+        pipeline(args, emit, entry, st, parts, cand, r_true, fl, stand_ins)
     if tmp:
         print(f"# entry left in {tmp}", file=sys.stderr)
     return 0
+
+
+def emit_accuracy(emit, prefix: str, err, fl, **common) -> None:
+    """``<prefix>_MAnE``, ``_median`` and ``_frac_above_150`` of errors ``err`` (degrees), each
+    against the floor ``fl`` of the same run when measured."""
+    emit(
+        f"{prefix}_MAnE",
+        round(float(err.mean()), 3),
+        "deg",
+        reference=fl and round(fl["MAnE_deg"], 3),
+        vs="floor (shifts searched)",
+        **common,
+    )
+    emit(
+        f"{prefix}_median",
+        round(float(np.median(err)), 3),
+        "deg",
+        reference=fl and round(fl["median_deg"], 3),
+        **common,
+    )
+    emit(
+        f"{prefix}_frac_above_150",
+        round(float((err > 150).mean()), 5),
+        "fraction",
+        reference=fl and fl["frac_above_150"],
+        **common,
+    )
 
 
 def _nyquist(star_path) -> float:
@@ -475,7 +480,7 @@ def _nyquist(star_path) -> float:
     return 2.0 * float(particle_optics(read_star(star_path))["rlnImagePixelSize"].iloc[0])
 
 
-def pipeline(args, emit, entry, st, parts, cand, r_true, fl, stand_ins, stats) -> None:
+def pipeline(args, emit, entry, st, parts, cand, r_true, fl, stand_ins) -> None:
     """``refine_star`` as users call it, from the same candidates: its defaults (the reference
     FSC-weighted, two rounds, ``DEFAULT_GLOBAL_TOP`` global starts) against ``--rounds 1`` and
     ``--weighting none``; whole calls (reference maps built, not cached, images read)."""
@@ -526,7 +531,6 @@ def pipeline(args, emit, entry, st, parts, cand, r_true, fl, stand_ins, stats) -
                 torch.from_numpy(got[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy())
             )
             err = symmetry_aware_error(r_true, r, "C1").numpy()
-            m, md, f150 = stats(err)
             common = {
                 "n": len(parts),
                 "rounds": summary["rounds"],
@@ -534,23 +538,7 @@ def pipeline(args, emit, entry, st, parts, cand, r_true, fl, stand_ins, stats) -
                 "global_top": summary["global_top"],
                 "stand_ins": stand_ins,
             }
-            ref = fl and round(fl["MAnE_deg"], 3)
-            emit(
-                f"pipeline_{tag}_MAnE",
-                round(m, 3),
-                "deg",
-                reference=ref,
-                vs="floor (shifts searched)",
-                **common,
-            )
-            emit(
-                f"pipeline_{tag}_median",
-                round(md, 3),
-                "deg",
-                reference=fl and round(fl["median_deg"], 3),
-                **common,
-            )
-            emit(f"pipeline_{tag}_frac_above_150", round(f150, 5), "fraction", **common)
+            emit_accuracy(emit, f"pipeline_{tag}", err, fl, **common)
             emit(
                 f"pipeline_{len(parts)}_particles_top{args.top_k}_{tag}_seconds",
                 round(wall, 1),

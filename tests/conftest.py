@@ -45,3 +45,23 @@ def _isolated_cesped_dirs(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def tiny_entry(tmp_path_factory):
+    """``(benchmark_dir, name)`` of a 6MSM entry: 2 x 150 particles, 64 px, 3 Å/px, SNR 2 (the
+    refinement tests and the CUDA refinement test)."""
+    from cesped.simulation import simulate_entry
+
+    root = tmp_path_factory.mktemp("refine_bench")
+    simulate_entry(
+        root / "tiny6msm",
+        structure="6msm",
+        n_particles=300,
+        pixel_size=3.0,
+        box=64,
+        snr=2.0,
+        seed=3,
+        progress=False,
+    )
+    return root, "tiny6msm"

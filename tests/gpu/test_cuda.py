@@ -97,25 +97,7 @@ def test_training_steps_with_trainer_gpu(tmp_path):
     assert all(torch.isfinite(v).all() for v in ck["state_dict"].values() if v.is_floating_point())
 
 
-@pytest.fixture(scope="module")
-def refine_entry(tmp_path_factory):
-    from cesped.simulation import simulate_entry
-
-    root = tmp_path_factory.mktemp("gpu_refine")
-    simulate_entry(
-        root / "tiny6msm",
-        structure="6msm",
-        n_particles=200,
-        pixel_size=3.0,
-        box=64,
-        snr=2.0,
-        seed=3,
-        progress=False,
-    )
-    return root, "tiny6msm"
-
-
-def test_cuda_refinement_gives_the_cpu_poses(refine_entry, tmp_path):
+def test_cuda_refinement_gives_the_cpu_poses(tiny_entry, tmp_path):
     """The same refinement (FSC-weighted reference, two rounds, global starts) on CUDA and on the
     CPU: the same poses up to float rounding (a few particles may settle one grid step apart)."""
     from cesped.geometry.errors import angular_distance
@@ -123,7 +105,7 @@ def test_cuda_refinement_gives_the_cpu_poses(refine_entry, tmp_path):
     from cesped.io.star import read_star, write_star
     from cesped.refinement.api import image_limited_floor, refine_star
 
-    root, name = refine_entry
+    root, name = tiny_entry
     st = read_star(root / name / "particles_1.star")
     rng = np.random.default_rng(0)
     st.particles["rlnAngleRot"] = st.particles["rlnAngleRot"] + rng.normal(0, 6, len(st.particles))
