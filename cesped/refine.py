@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="global-search starts added to each particle's candidates (default 4; 0: candidates only)",
     )
     p.add_argument(
+        "--survivors",
+        type=int,
+        default=4,
+        help="local-search tracks kept through every level (default 4; 1: fastest, as before session 9)",
+    )
+    p.add_argument(
         "--order", type=int, default=2, help="SO(3) grid order of --global and --global-top (2: 15 deg)"
     )
     p.add_argument("--band-limit", type=float, help="highest resolution compared, Å (default: reference FSC)")
@@ -117,6 +123,7 @@ def main(argv=None) -> int:
             threads=args.threads,
             rounds=args.rounds,
             weighting=args.weighting,
+            survivors=args.survivors,
         )
     except (ValueError, OSError) as e:  # bad input, a file that cannot be read or written
         print(f"cesped.refine: error: {error_line(e)}", file=sys.stderr)

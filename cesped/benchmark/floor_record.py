@@ -1,8 +1,9 @@
 """The image-limited floor of a simulated entry as a leaderboard reference record.
 
-The floor (:func:`cesped.refinement.api.image_limited_floor`) is the error of an exhaustive SO(3)
-search plus local refinement of every particle against the entry's true map ``gt_map.mrc``, with
-origins searched as any estimator must. Its poses are written as prediction files (confidence 1:
+The floor (:func:`cesped.refinement.api.image_limited_floor`) is the error of every particle's
+maximum-likelihood pose against the entry's true map ``gt_map.mrc`` (sought from an exhaustive
+SO(3) search and from the true pose, which is a start, never the answer), with origins searched
+as any estimator must. Its poses are written as prediction files (confidence 1:
 the floor's cache keeps no posterior) and evaluated exactly like a method's (the protocol's
 :func:`cesped.benchmark.protocol.evaluate_pair`), so that its row in the leaderboard has every
 column: no estimator can do much better than it on the entry's images. Only simulated entries
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cesped.benchmark import records as rec
+from cesped.evaluation.floor import METHOD
 
 __all__ = ["FLOOR_METHOD", "has_true_map", "floor_poses_record"]
 
@@ -98,8 +100,7 @@ def floor_poses_record(
         FLOOR_METHOD,
         "floor",
         {
-            "search": "global SO(3) search (order 2) + local refinement against gt_map.mrc (the true map), "
-            "origins searched (cesped.refinement.api.image_limited_floor)",
+            "search": f"{METHOD} (cesped.refinement.api.image_limited_floor)",
             "confidence": 1.0,
             "per_half": per_half,
         },

@@ -13,7 +13,9 @@ returned (:attr:`LocalResult.start`, named by :func:`start_labels`).
    times, the 27 rotations ``exp(δ·v)·R`` (``v`` in ``{-1, 0, 1}³``) around every track's pose
    are scored at its fixed origin and the best becomes the pose; then the origin is searched
    again by FFT. The band grows with the level (``radius = min(band, c / δ)`` cycles per box):
-   coarse steps compare low frequencies only. After the first level only the best track goes on.
+   coarse steps compare low frequencies only. After the first level the ``survivors`` best tracks
+   go on through every level (default 4: at the coarse band the right basin is often not the
+   best, session 9); the answer is the track with the highest gain at the finest level.
 3. Confidence: a softmax of the gains over the searched poses around the answer (the answer and
    its 6 axis neighbours at the finest and at the coarsest step) and the poses of the dropped tracks
    (e.g. the mirror view), all rescored at the final band and origin; the confidence is the
@@ -52,6 +54,10 @@ class LocalConfig:
         Neighbourhood moves at the first level and at each later level.
     keep : int
         Starts kept as tracks through the first level.
+    survivors : int
+        Tracks that go on after the first level, through every later level; the answer is the
+        one with the highest gain at the finest level (its band is the widest). 1: only the
+        best track of the first level's band goes on.
     hypotheses : tuple of str
         Keys of :data:`HYPOTHESES` applied to every candidate.
     band_per_step : float
@@ -66,6 +72,7 @@ class LocalConfig:
     iters_first: int = 2
     iters: int = 1
     keep: int = 4
+    survivors: int = 4
     hypotheses: tuple = ("identity", "mirror", "halfturn")
     band_per_step: float = 1.5
     min_band_radius: float = 8.0
@@ -77,8 +84,8 @@ class LocalConfig:
             raise ValueError(f"shift_radius_px must be >= 0, got {self.shift_radius_px}")
         if not self.steps_deg or any(not s > 0 for s in self.steps_deg):
             raise ValueError(f"steps_deg must be positive, got {self.steps_deg}")
-        if min(int(self.iters_first), int(self.iters), int(self.keep)) < 1:
-            raise ValueError("iters_first, iters and keep must be >= 1")
+        if min(int(self.iters_first), int(self.iters), int(self.keep), int(self.survivors)) < 1:
+            raise ValueError("iters_first, iters, keep and survivors must be >= 1")
         bad = [h for h in self.hypotheses if h not in HYPOTHESES]
         if bad or not self.hypotheses:
             raise ValueError(f"unknown hypotheses {bad}; known: {list(HYPOTHESES)}")
@@ -219,13 +226,14 @@ def refine_batch(
             )
         gt_, ot_ = origins_of(rows, track_r.reshape(-1, 3, 3), band, 4 if li == len(steps) - 1 else 2)
         track_o = ot_.reshape(n, tt, 2)
-        if li == 0 and tt > 1:
+        go_on = int(config.survivors) if li < len(steps) - 1 else 1
+        if (li == 0 or li == len(steps) - 1) and tt > go_on:
             order = gt_.reshape(n, tt).argsort(dim=1, descending=True)
-            dropped_r.append(_gather(track_r, order[:, 1:]))
-            dropped_o.append(_gather(track_o, order[:, 1:]))
-            track_r = _gather(track_r, order[:, :1])
-            track_o = _gather(track_o, order[:, :1])
-            track_s = _gather(track_s, order[:, :1])
+            dropped_r.append(_gather(track_r, order[:, go_on:]))
+            dropped_o.append(_gather(track_o, order[:, go_on:]))
+            track_r = _gather(track_r, order[:, :go_on])
+            track_o = _gather(track_o, order[:, :go_on])
+            track_s = _gather(track_s, order[:, :go_on])
     best_r, best_o = track_r[:, 0], track_o[:, 0]
 
     # 3. confidence: finest and coarsest axis neighbourhoods and the dropped tracks, final band
@@ -234,7 +242,7 @@ def refine_batch(
     around = torch.cat([fine, coarse[:, 1:]], 1)
     g_all = [score_poses(ref, batch, rows_all, around, best_o, final_band)]
     if dropped_r:
-        dr, do = dropped_r[0], dropped_o[0]
+        dr, do = torch.cat(dropped_r, 1), torch.cat(dropped_o, 1)
         m = dr.shape[1]
         g_drop = score_poses(
             ref,

@@ -168,6 +168,7 @@ def _refine_predictions(cfg: DictConfig, pred: Path, half: int, device: str) -> 
         global_top=rc.get("global_top"),
         rounds=rc.get("rounds"),
         weighting=str(rc.get("weighting") or "fsc"),
+        **({"survivors": int(rc["survivors"])} if rc.get("survivors") is not None else {}),
         benchmark_dir=cfg.get("benchmark_dir"),
     )
     return summary["out"]

@@ -102,6 +102,7 @@ def test_refinement_from_10_degree_jitter_true_map(tiny_entry, tmp_path):
     assert np.array_equal(conf, st.particles["rlnParticleFigureOfMerit"].to_numpy())
     meta = st.other_blocks["cesped_refinement"]
     assert "gt_map.mrc" in str(meta["cespedRefinementReference"])
+    assert int(meta["cespedRefinementSurvivors"]) == 4 and int(meta["cespedRefinementKeep"]) == 4
 
 
 @pytest.mark.parametrize("right", ["mirror", "halfturn"])
@@ -154,6 +155,59 @@ def test_floor_global_search(tiny_entry):
         again = image_limited_floor(name, 1, true_shifts=true_shifts, limit=40, benchmark_dir=root)
         assert again["cached"] and again["MAnE_deg"] == f["MAnE_deg"]
     assert f["shift_rmse_A"] < 1.0
+
+
+def test_floor_answers_are_refined_poses_not_the_truth(tiny_entry):
+    """The true pose is one of the floor's starts, never its answer: every answer is a refined
+    pose (non-zero error), the floor is at or below the grid search's own figure, and the
+    answers' origins were searched."""
+    root, name = tiny_entry
+    f = image_limited_floor(name, 1, limit=40, benchmark_dir=root, use_cache=False)
+    assert (f["errors_deg"] > 1e-3).all()
+    assert f["MAnE_deg"] <= f["search_only_MAnE_deg"] + 1e-9
+    assert 0.0 <= f["truth_basin_fraction"] <= 1.0
+    assert f["shift_rmse_A"] > 0.0
+
+
+def test_floor_truth_start_is_no_back_door(tiny_entry, tmp_path):
+    """Wrong 'true' poses in the star (the floor's second start) do not pull the answers: those
+    particles are still answered at their real poses, found by the likelihood."""
+    root, name = tiny_entry
+    bench = tmp_path / "bench"
+    shutil.copytree(root / name, bench / name)
+    e = bench / name
+    n = 40
+    real = true_rotmats(read_star(e / "particles_1.star"))[:n]
+    st = read_star(e / "particles_1.star")
+    rng = np.random.default_rng(11)
+    bad = np.arange(n) % 2 == 0
+    st.particles.loc[np.flatnonzero(bad), ANGLES] = rng.uniform(0, 180, (int(bad.sum()), 3))
+    write_star(e / "particles_1.star", st)
+    f = image_limited_floor(name, 1, limit=n, benchmark_dir=bench, use_cache=False)
+    to_real = angular_distance(real, torch.from_numpy(f["rotmats"])).numpy()
+    assert np.median(to_real) < 1.5 and (to_real < 10).all(), to_real
+    # measured against the corrupted labels, those particles are far off (no pull towards them)
+    assert np.median(f["errors_deg"][bad]) > 30
+
+
+def test_more_survivors_never_end_at_a_lower_likelihood(tiny_entry):
+    """Tracks kept through every level (``survivors``) contain the single-survivor path, so the
+    answer's gain is at least as high; with random starts beside a good one it matters."""
+    from cesped.refinement.local import LocalConfig, refine_batch
+
+    root, name = tiny_entry
+    ref, batch, r_true, o_true, box = _batch(root / name, 1, 60)
+    rng = np.random.default_rng(2)
+    rand = euler_to_matrix(torch.from_numpy(rng.uniform(0, 180, (60 * 3, 3)))).float().reshape(60, 3, 3, 3)
+    jit = axis_angle_to_matrix(torch.from_numpy(rng.normal(size=(60, 3))), torch.full((60,), 12.0)).float()
+    cand = torch.cat([(jit @ r_true)[:, None], rand], 1)
+    res = {}
+    for surv in (1, 4):
+        cfg = LocalConfig(band_radius=box // 2, shift_radius_px=5.0, keep=4, survivors=surv)
+        res[surv] = refine_batch(ref, batch, cand, cfg)
+    assert (res[4].gain >= res[1].gain - 1e-3 * res[1].gain.abs()).all()
+    err = {s: angular_distance(r_true.double(), r.rotmats).numpy() for s, r in res.items()}
+    assert np.median(err[4]) < 2.0 and err[4].mean() <= err[1].mean() + 1e-6
 
 
 def test_top_k_candidates_from_npz(tiny_entry, tmp_path):
@@ -284,6 +338,8 @@ def _bad_inputs(root, name, tmp_path):
         ),
         "two rounds with --global": (dict(star=pred, rounds=2, global_search=True), ValueError, "--rounds 2"),
         "unknown weighting": (dict(star=pred, weighting="wiener"), ValueError, "--weighting"),
+        "no survivors": (dict(star=pred, survivors=0), ValueError, "--survivors"),
+        "fractional survivors": (dict(star=pred, survivors=2.5), ValueError, "--survivors"),
         "missing star": (dict(star=tmp_path / "nope.star"), FileNotFoundError, "nope.star"),
         "missing map": (
             dict(star=pred, reference=tmp_path / "nope.mrc", band_limit_A=8.0),
