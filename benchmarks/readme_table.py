@@ -172,6 +172,11 @@ def _headline(json_path: Path | None, raw: str) -> str:
         meta.append(record["date"])
     if record.get("minutes") is not None:
         meta.append(f"the whole run took {record['minutes']} min")
+    for u in record.get("updates", []):
+        meta.append(
+            f"then `{u['command']}` ({u['date']}, commit `{str(u['commit'])[:12]}`) replaced the figures of "
+            + ", ".join(f"`{s}`" for s in u["scripts"])
+        )
     head = (
         (
             "Headline figures (" + "; ".join(meta) + "). Ratio > 1: cesped faster or smaller than the "

@@ -5,6 +5,7 @@ Example usage::
     make bench                                        # = python benchmarks/run_all.py
     make bench-large                                  # = python benchmarks/run_all.py --large
     python benchmarks/run_all.py --only simulation reconstruction
+    python benchmarks/run_all.py --only bench_refinement --merge   # re-measure one script in latest.json
     python benchmarks/run_all.py --out benchmarks/results --workdir /tmp/cesped_bench
 
 First the shared inputs are made in ``--workdir`` (a temporary directory by default): the
@@ -270,10 +271,49 @@ def markdown_table(figures: list[dict], machine: str) -> str:
     return "\n".join(rows) + "\n"
 
 
+def merge_records(path: Path, new: dict, rerun: list[str], only: list[str]) -> dict:
+    """The record at ``path`` with the figures, errors and script timings of the ``rerun`` scripts
+    replaced by those of ``new``; the update (date, commit, scripts, minutes) is appended to its
+    ``updates`` and each new figure carries ``run_date`` and ``run_commit``.
+
+    Raises
+    ------
+    ValueError
+        ``path`` is missing or is not a run_all.py record.
+    """
+    try:
+        old = json.loads(Path(path).read_text())
+        old_figures = old["figures"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"--merge: {path} is not a run_all.py record to merge into ({e})") from e
+    labels = {f"python benchmarks/{name}" for name in rerun}
+    fresh = [{**f, "run_date": new["date"], "run_commit": new["commit"]} for f in new["figures"]]
+    merged = dict(old)
+    merged["figures"] = [f for f in old_figures if f.get("script") not in rerun] + fresh
+    merged["scripts"] = [
+        s for s in old.get("scripts", []) if not any(s.get("command", "").startswith(x) for x in labels)
+    ] + [s for s in new["scripts"] if not s.get("command", "").startswith("setup")]
+    def kept(d: dict) -> dict:  # keys are "<script> <args>" labels
+        return {k: v for k, v in d.items() if k.split(" ")[0] not in rerun}
+
+    merged["errors"] = kept(old.get("errors", {})) | new["errors"]
+    merged["skipped"] = kept(old.get("skipped", {})) | new["skipped"]
+    update = {"date": new["date"], "commit": new["commit"], "scripts": rerun, "minutes": new["minutes"],
+              "command": "python benchmarks/run_all.py --only " + " ".join(only) + " --merge"}  # fmt: skip
+    merged["updates"] = list(old.get("updates", [])) + [update]
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
     parser.add_argument("--only", nargs="*", default=None, help="substrings of script names to run")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --only: replace those scripts' figures in the existing <out>/latest.json (the others "
+        "are kept, and the record lists the update) instead of writing a record of them alone",
+    )
     parser.add_argument(
         "--large", action="store_true", help="run LARGE_PLAN (speed at users' sizes); writes large.{json,md}"
     )
@@ -288,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     budget = args.budget if args.budget is not None else (45.0 if args.large else 40.0)
+    if args.merge and not args.only:
+        parser.error("--merge needs --only (the scripts whose figures are replaced)")
     stem = "large" if args.large else "latest"
 
     sys.path.insert(0, str(HERE.parent))
@@ -375,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         "errors": errors,
         "skipped": skipped,
     }
+    if args.merge:
+        record = merge_records(out / f"{stem}.json", record, [p.name for p, _, _ in plan], args.only)
+        all_figures, errors, skipped = record["figures"], record["errors"], record["skipped"]
     with atomic_open(out / f"{stem}.json") as fh:
         json.dump(record, fh, indent=1)
     with atomic_open(out / f"{stem}.md") as fh:

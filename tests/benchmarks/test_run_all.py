@@ -85,3 +85,43 @@ def test_a_failed_setup_is_recorded_and_the_rest_still_runs(tmp_path, monkeypatc
     assert "setup failed" in rec["errors"]["bench_i2s_prediction.py CKPT 3,0,0"]
     assert "gpu_bench.py reconstruct" in rec["skipped"]
     assert "Not measured (errors)" in (tmp_path / "latest.md").read_text()
+
+
+def test_merge_replaces_only_the_rerun_scripts_figures(tmp_path):
+    mod = _run_all()
+    old = {
+        "machine": "m", "date": "2026-01-01 00:00 UTC", "commit": "a" * 40, "minutes": 30.0,
+        "scripts": [{"command": "python benchmarks/bench_a.py"},
+                    {"command": "python benchmarks/bench_b.py --x"}],
+        "figures": [{"name": "a1", "value": 1, "script": "bench_a.py"},
+                    {"name": "b1", "value": 2, "script": "bench_b.py"}],
+        "errors": {"bench_b.py --x": "boom"}, "skipped": {},
+    }  # fmt: skip
+    path = tmp_path / "latest.json"
+    path.write_text(json.dumps(old))
+    new = {
+        "machine": "m", "date": "2026-02-02 00:00 UTC", "commit": "b" * 40, "minutes": 5.0,
+        "scripts": [{"command": "setup (...)"}, {"command": "python benchmarks/bench_b.py --x"}],
+        "figures": [{"name": "b1", "value": 3, "script": "bench_b.py"}], "errors": {}, "skipped": {},
+    }  # fmt: skip
+    got = mod.merge_records(path, new, ["bench_b.py"], ["bench_b"])
+    assert {f["name"]: f["value"] for f in got["figures"]} == {"a1": 1, "b1": 3}
+    b1 = [f for f in got["figures"] if f["name"] == "b1"][0]
+    assert b1["run_date"] == new["date"] and b1["run_commit"] == new["commit"]
+    assert got["errors"] == {} and got["date"] == old["date"]
+    commands = [s["command"] for s in got["scripts"]]
+    assert commands == ["python benchmarks/bench_a.py", "python benchmarks/bench_b.py --x"]
+    assert got["updates"][-1]["scripts"] == ["bench_b.py"] and "--merge" in got["updates"][-1]["command"]
+    # the README's headline names the update
+    rt = load_script(BENCH / "readme_table.py", "readme_table")
+    got["figures"].append({"name": "simulate_synth_6msm_seconds", "value": 6.0, "unit": "s"})
+    path.write_text(json.dumps(got))
+    head = rt._headline(path, "raw.json")
+    assert "simulate synth_6msm" in head and "replaced the figures of `bench_b.py`" in head
+    # nothing to merge into
+    try:
+        mod.merge_records(tmp_path / "nope.json", new, ["bench_b.py"], ["bench_b"])
+    except ValueError as e:
+        assert "nope.json" in str(e)
+    else:
+        raise AssertionError("merge into a missing record must fail")
