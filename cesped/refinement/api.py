@@ -369,9 +369,9 @@ def floor_particles(
 
     The ``top`` best rotations of the grid are all refined through the first level, the
     ``survivors`` best of them through every level (``LocalConfig.survivors``): at the grid's
-    coarse band the right basin is often not the best one (session 9: on ``synth_4e43`` one
-    survivor of 4 starts left 23.8° where 8 of 16 leave 11.2°; with the true-pose start of
-    :func:`image_limited_floor` 4 of 8 are within 0.05° of 8 of 16 at half the cost).
+    coarse band the right basin is often not the best one (``python benchmarks/bench_refinement.py
+    --entry synth_4e43 --floor-search --floor-only``: the search alone with 4 starts and 1
+    survivor, session 8's floor, against 8/4 and 16/8).
     ``true_origins_A`` (N, 2): use these origins (no shift search anywhere); otherwise origins
     are searched within ``config.shift_radius_px``. ``threads``: as :func:`refine_particles`.
     Returns as :func:`refine_particles`.
@@ -497,7 +497,7 @@ def refine_star(
     survivors : int
         Tracks of the local search that go on after its first level, through every level (at
         least as many starts are kept through the first level); the answer is the best of them at
-        the finest band. 1 is the fastest; :data:`DEFAULT_SURVIVORS` (4) cost ~1.2x and on
+        the finest band. 1 is the fastest; :data:`DEFAULT_SURVIVORS` (4) cost ~2x the CPU time and on
         stand-ins of the demo's predictions lowered the refined MAnE of ``synth_6msm`` from 3.6° to
         3.0° and of ``synth_4e43`` from 22° to 15° (session 9, ``benchmarks/bench_refinement.py``).
         Recorded as ``cespedRefinementSurvivors``.
@@ -693,8 +693,8 @@ def image_limited_floor(
     answer's start, never the answer (the answer is a refined pose, scored like any other), and
     wherever another pose scores higher that pose is the answer. Without it the grid search alone
     misses the best basin for some particles and the "floor" is the search's error, not the
-    images': session 9 measured 2.84° vs 1.53° on ``synth_6msm`` and 23.8° vs 6.2° on
-    ``synth_4e43`` (``search_only_*`` below keeps the search's own figure).
+    images' (``benchmarks/bench_refinement.py --floor-search``; ``search_only_*`` below keeps the
+    search's own figure).
 
     Returns
     -------
