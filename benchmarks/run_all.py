@@ -85,8 +85,9 @@ PLAN: list[tuple[str, list[str], float]] = [
     ("bench_i2s_prediction.py", ["{ckpt}", "3,0,0"], 1.0),
     ("bench_pose_ambiguity.py", [], 0.5),  # 4,000 particles; smoke: 500 in 5.4 CPU-s
     # floor x2, refinement without and with the 4 global starts (demo-like stand-ins), and refine_star
-    # with its defaults (2 rounds, FSC weighting) vs 1 round / unweighted: ~100 + ~150 CPU-s
-    ("bench_refinement.py", ["--benchmark-dir", "{bench}", "--stand-ins", "demo", "--pipeline"], 8.0),
+    # with its defaults (2 rounds, FSC weighting, 4 survivors) vs 1 survivor / 1 round / unweighted:
+    # 4.9 min (session 9, load 1-2)
+    ("bench_refinement.py", ["--benchmark-dir", "{bench}", "--stand-ins", "demo", "--pipeline"], 5.5),
     ("bench_evaluator.py", [], 2.0),  # 300,000 predictions, C1 and D2, 5 repeats (~6.5 s each)
     ("bench_hetero_sim.py", [], 1.0),  # 3 simulations of 8,000 x 64 px: 73 CPU-s (issue-17 run)
     ("bench_frames.py", [], 0.1),  # smoke at the defaults: 1 CPU-s
@@ -94,7 +95,9 @@ PLAN: list[tuple[str, list[str], float]] = [
     ("probe_recovery_ambiguity.py", [], 0.5),  # smoke: 300 steps in 4.6 CPU-s (2.5 s imports)
     ("gpu_bench.py", ["throughput", "--seconds", "120"], 0.0),  # GPU only: skipped without CUDA
     ("gpu_bench.py", ["reconstruct", "--n", "100000", "--box", "256"], 0.0),  # GPU only
-    ("bench_demo_refinement.py", [], 2.0),  # the demo steps after training, 2 x 4,000 particles
+    # the demo steps after training, 2 x 4,000 particles: 4.2 min with 4 survivors and the
+    # maximum-likelihood floor (session 9, load 1.1)
+    ("bench_demo_refinement.py", [], 4.5),
 ]
 
 # ``--large``: speed at the sizes users run (issue 14, section 6); about 10 minutes on 2 idle cores
