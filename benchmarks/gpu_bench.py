@@ -10,16 +10,30 @@
   particles of ``--box`` px (C1, CTF, random poses and shifts). The images come from a bank of
   64 noise images held in memory (the cost of the reconstruction does not depend on what the
   images show; 100,000 images of 256 px would be 26 GB on disk); the star file is real.
+* ``refine``: the reference-based local refinement (``cesped.refinement.refine_particles``, the
+  code of ``python -m cesped.refine``) of ``--n`` particles of ``--box`` px on CUDA, from top-5
+  stand-in candidates (``bench_refinement.py``'s ``simple`` kind: the true pose turned by 10°,
+  20 % of them further turned by the mirror view or the in-plane half-turn, four random others)
+  against the true map (the built-in 6MSM model voxelised at ``--box`` px and ``--px`` Å/px),
+  origins searched. The particles are simulated on the GPU (Fourier slices, RELION's CTF, origin
+  shifts, Gaussian noise at ``--snr``) and held in host memory. Figures: particles/s and peak GPU
+  memory; the same code on the same machine's CPU cores for ``--cpu-n`` of the same particles,
+  with 1 thread (the refinement's default) and all cores (the faster is the reference); how far
+  the CUDA poses are from the CPU poses of those particles; MAnE, median and fraction above 150°
+  of the CUDA poses against the truth. ``--max-seconds`` bounds the CUDA part: the particles are
+  refined in slices of 10,000 and the figure names how many were done.
 
 Example usage::
 
     python benchmarks/gpu_bench.py throughput --seconds 120
     python benchmarks/gpu_bench.py reconstruct --n 100000 --box 256
+    python benchmarks/gpu_bench.py refine --n 100000 --box 128 --px 1.5
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -165,21 +179,185 @@ def reconstruct_gpu(n: int, box: int, workdir: Path) -> None:
     emit(f"gpu_reconstruct_peak_memory_{n}x{box}px", round(peak, 2), "GiB", **extra)
 
 
+class ArraySource:
+    """Particle images held in memory, read by row (the refinement's ``images`` interface)."""
+
+    def __init__(self, images: np.ndarray):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return tuple(self.images.shape[1:])
+
+    def read(self, rows) -> np.ndarray:
+        return self.images[np.asarray(rows)]
+
+
+def true_map(box: int, px: float) -> np.ndarray:
+    """The built-in 6MSM model (C1) voxelised at ``box`` px and ``px`` Å/px, as simulate_entry does."""
+    from cesped.simulation.entry import _build_potential
+    from cesped.simulation.presets import resolve_structure
+
+    vol, _ = _build_potential(resolve_structure("6msm"), "C1", px, box, 0.0, False, True, 3.0 * px)
+    return vol
+
+
+def refine_bench(args) -> None:
+    import torch
+    from bench_refinement import STAND_INS, stand_in_candidates
+
+    from cesped.geometry.errors import angular_distance, symmetry_aware_error
+    from cesped.geometry.rotations import euler_to_matrix
+    from cesped.refinement.api import refine_particles
+    from cesped.refinement.local import LocalConfig
+    from cesped.refinement.score import band_radius
+    from cesped.simulation.fixtures import simulate_particles
+
+    dev = args.device
+    n, box, px = args.n, args.box, args.px
+    t0 = time.perf_counter()
+    vol = true_map(box, px)
+    images, parts, optics = simulate_particles(vol, n, px, snr=args.snr, seed=0, chunk=4096, device=dev)
+    for col in ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast", "rlnImagePixelSize"):
+        parts[col] = float(optics[col].iloc[0])
+    parts["rlnImageSize"] = box
+    t_sim = time.perf_counter() - t0
+    r_true = euler_to_matrix(
+        torch.as_tensor(
+            parts[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy().copy(), dtype=torch.float64
+        )
+    )
+    pre = STAND_INS["simple"]
+    cand, _ = stand_in_candidates(
+        r_true, 5, pre["jitter"], pre["flip_fraction"], seed=1, flip_axis=pre["flip_axis"]
+    )
+    config = LocalConfig(
+        band_radius=band_radius(args.band_limit_A, box, px), shift_radius_px=max(3.0, 0.08 * box)
+    )
+    common = dict(
+        box=box, pixel_size=px, snr=args.snr, top_k=5, band_limit_A=args.band_limit_A,
+        stand_ins="simple: true pose turned 10 deg, 20 % mirror/half-turn, 4 random others",
+        reference_map="true map (6MSM voxelised)", simulate_seconds=round(t_sim, 1),
+        command=f"python benchmarks/gpu_bench.py refine --n {n} --box {box} --px {px}",
+    )  # fmt: skip
+    cuda = torch.device(dev).type == "cuda"
+    name = torch.cuda.get_device_name(0) if cuda else "cpu"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    # warm-up (kernels, cuFFT plans), not timed; its poses are compared with the CPU's below
+    m = min(args.cpu_n, n)
+    first = ArraySource(images[:m])
+    parts_m = parts.iloc[:m].reset_index(drop=True)
+    warm = refine_particles(first, parts_m, vol, px, cand[:m], config, device=dev, chunk=args.chunk)
+    sync()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    done, rot, orig, t_dev, chunk = 0, [], [], 0.0, args.chunk
+    while done < n and t_dev < args.max_seconds:
+        rows = np.arange(done, min(n, done + 10_000))
+        sub = ArraySource(images[rows])
+        w0 = time.perf_counter()
+        try:
+            res = refine_particles(
+                sub, parts.iloc[rows].reset_index(drop=True), vol, px, cand[rows], config, device=dev,
+                chunk=chunk,
+            )  # fmt: skip
+        except torch.cuda.OutOfMemoryError:
+            if chunk <= 64:
+                raise
+            chunk //= 2  # the time of the failed try is not counted; the figure records the chunk
+            torch.cuda.empty_cache()
+            print(f"gpu_bench refine: out of GPU memory, chunk -> {chunk}", file=sys.stderr)
+            continue
+        sync()
+        t_dev += time.perf_counter() - w0
+        rot.append(res["rotmats"])
+        orig.append(res["origins_A"])
+        done = int(rows[-1]) + 1
+    rot_dev = torch.from_numpy(np.concatenate(rot))
+    extra = dict(common, device=name, n_refined=done, chunk=chunk)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+
+    # the same code on this machine's CPU cores, on the same first m particles (same noise estimate)
+    cpu_rates, cpu_rot = {}, {}
+    ncores = os.cpu_count() or 1
+    few = ArraySource(images[:8])  # CPU warm-up (numba's compilation), not timed
+    refine_particles(few, parts.iloc[:8].reset_index(drop=True), vol, px, cand[:8], config, device="cpu")
+    for threads in sorted({1, ncores}):
+        w0 = time.perf_counter()
+        res = refine_particles(
+            first, parts_m, vol, px, cand[:m], config, device="cpu", chunk=256, threads=threads
+        )
+        cpu_rates[threads] = m / (time.perf_counter() - w0)
+        cpu_rot[threads] = torch.from_numpy(res["rotmats"])
+    best_threads = max(cpu_rates, key=cpu_rates.get)
+    rate = done / t_dev
+    emit(
+        f"{'gpu' if cuda else 'cpu'}_refine_particles_per_s_{box}px", round(rate, 1), "particles/s",
+        reference=round(cpu_rates[best_threads], 2), ratio=round(rate / cpu_rates[best_threads], 1),
+        reference_what=(
+            f"the same code on this machine's CPU ({ncores} cores), {m} of the same particles, "
+            f"{best_threads} thread(s) (the faster of 1 and {ncores}: "
+            + ", ".join(f"{k}: {v:.2f}/s" for k, v in cpu_rates.items()) + ")"
+        ),
+        seconds=round(t_dev, 1),
+        note=f"in-process, after a warm-up refinement of {m} particles; images in host memory",
+        **extra,
+    )  # fmt: skip
+    if peak is not None:
+        emit(f"gpu_refine_peak_memory_{box}px", round(peak, 2), "GiB", **extra)
+    warm_rot = torch.from_numpy(warm["rotmats"])
+    for threads, r in cpu_rot.items():
+        d = angular_distance(warm_rot, r).numpy()
+        emit(
+            f"refine_{'cuda' if cuda else 'cpu'}_vs_cpu{threads}_pose_difference_{box}px",
+            round(float(np.median(d)), 4), "deg", max=round(float(d.max()), 4),
+            frac_above_1deg=round(float((d > 1).mean()), 4), n=m, cpu_threads=threads, **extra,
+        )  # fmt: skip
+    err = symmetry_aware_error(r_true[:done], rot_dev, "C1").numpy()
+    emit(
+        f"refine_MAnE_{box}px", round(float(err.mean()), 2), "deg", median=round(float(np.median(err)), 2),
+        frac_above_150=round(float((err > 150).mean()), 4), frac_below_5=round(float((err < 5).mean()), 4),
+        **extra,
+    )  # fmt: skip
+    o_true = parts[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy()[:done]
+    sh = float(np.sqrt(((np.concatenate(orig) - o_true) ** 2).sum(1).mean()))
+    emit(f"refine_shift_rmse_{box}px", round(sh, 3), "Å", **extra)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["throughput", "reconstruct"])
+    ap.add_argument("what", choices=["throughput", "reconstruct", "refine"])
     ap.add_argument("--seconds", type=float, default=120.0, help="throughput: training + inference time")
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--box", type=int, default=256)
     ap.add_argument("--workdir", default=".")
+    ap.add_argument("--px", type=float, default=1.5, help="refine: pixel size (Å)")
+    ap.add_argument("--snr", type=float, default=0.05, help="refine: signal-to-noise ratio of the images")
+    ap.add_argument("--band-limit-A", type=float, default=4.0, help="refine: band limit of the scores (Å)")
+    ap.add_argument("--chunk", type=int, default=1024, help="refine: particles per batch on the device")
+    ap.add_argument("--cpu-n", type=int, default=128, help="refine: particles refined on the CPU too")
+    ap.add_argument("--max-seconds", type=float, default=150.0, help="refine: bound of the device part")
+    ap.add_argument("--device", default="cuda", help="refine: device (cpu: try the code without a GPU)")
     args = ap.parse_args(argv)
     import torch
 
+    if args.what == "refine" and args.device == "cpu":
+        refine_bench(args)
+        return 0
     if not torch.cuda.is_available():
         print("gpu_bench: no CUDA device: skipped", file=sys.stderr)
         return 0
     if args.what == "throughput":
         throughput(args.seconds)
+    elif args.what == "refine":
+        refine_bench(args)
     else:
         reconstruct_gpu(args.n, args.box, Path(args.workdir))
     return 0

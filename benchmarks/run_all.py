@@ -95,6 +95,7 @@ PLAN: list[tuple[str, list[str], float]] = [
     ("probe_recovery_ambiguity.py", [], 0.5),  # smoke: 300 steps in 4.6 CPU-s (2.5 s imports)
     ("gpu_bench.py", ["throughput", "--seconds", "120"], 0.0),  # GPU only: skipped without CUDA
     ("gpu_bench.py", ["reconstruct", "--n", "100000", "--box", "256"], 0.0),  # GPU only
+    ("gpu_bench.py", ["refine", "--n", "100000", "--box", "128", "--px", "1.5"], 0.0),  # GPU only
     # the demo steps after training, 2 x 4,000 particles: 4.2 min with 4 survivors and the
     # maximum-likelihood floor (session 9, load 1.1)
     ("bench_demo_refinement.py", [], 4.5),

@@ -193,6 +193,7 @@ def simulate_particles(
     max_shift_px: float = 3.0,
     defocus_range=(8000.0, 25000.0),
     chunk: int = 500,
+    device=None,
 ) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
     """Project ``volume`` at Haar-random poses with CTF, shifts and noise.
 
@@ -209,6 +210,12 @@ def simulate_particles(
         Origins uniform in ``[-max, max]`` pixels (written in Å).
     defocus_range : (float, float)
         Å, uniform; astigmatism up to 500 Å at a random angle. 300 kV, Cs 2.7 mm, Q0 0.1.
+    chunk : int
+        Particles projected at once.
+    device : str or torch.device, optional
+        Where the projections, CTF and noise are computed (default CPU). Poses, defocus and
+        shifts do not depend on it; the noise is drawn from a generator on that device, so CUDA
+        and CPU give different noise for the same seed.
 
     Returns
     -------
@@ -220,8 +227,9 @@ def simulate_particles(
 
     from cesped.geometry.rotations import matrix_to_euler, random_rotations
     from cesped.physics.ctf import compute_ctf
-    from cesped.physics.projection import apply_ctf_and_shifts, project
+    from cesped.physics.projection import Projector, apply_ctf_and_shifts
 
+    dev = torch.device("cpu" if device is None else device)
     vol = torch.as_tensor(np.asarray(volume, dtype=np.float32))
     n = int(vol.shape[-1])
     gen = torch.Generator().manual_seed(int(seed))
@@ -233,15 +241,20 @@ def simulate_particles(
     dfa = rng.uniform(0, 180, n_particles)
     shifts = rng.uniform(-max_shift_px, max_shift_px, (n_particles, 2)) * pixel_size
     images = np.empty((n_particles, n, n), dtype=np.float32)
+    projector = Projector(vol, pad=2.0, device=dev)
+    noise_gen = gen if dev.type == "cpu" else torch.Generator(dev).manual_seed(int(seed))
     for s in range(0, n_particles, chunk):
         e = min(n_particles, s + chunk)
-        proj = project(vol, rot[s:e].to(torch.float32))
-        ctf = compute_ctf(dfu[s:e], dfv[s:e], dfa[s:e], 300.0, 2.7, 0.1, pixel_size, n)
-        img = apply_ctf_and_shifts(proj, ctf, torch.as_tensor(-shifts[s:e] / pixel_size, dtype=torch.float32))
+        proj = torch.cat(
+            [projector.project(rot[i : min(e, i + 1024)].to(torch.float32)) for i in range(s, e, 1024)]
+        )
+        ctf = compute_ctf(dfu[s:e], dfv[s:e], dfa[s:e], 300.0, 2.7, 0.1, pixel_size, n, device=dev)
+        shift = torch.as_tensor(-shifts[s:e] / pixel_size, dtype=torch.float32, device=dev)
+        img = apply_ctf_and_shifts(proj, ctf, shift)
         if np.isfinite(snr):
             sd = float(img.std()) / np.sqrt(snr)
-            img = img + sd * torch.randn(img.shape, generator=gen)
-        images[s:e] = img.numpy()
+            img = img + sd * torch.randn(img.shape, generator=noise_gen, device=dev)
+        images[s:e] = img.cpu().numpy()
     optics = pd.DataFrame(
         {
             "rlnOpticsGroup": [1],
