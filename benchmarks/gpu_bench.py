@@ -209,9 +209,8 @@ def refine_bench(args) -> None:
     import torch
     from bench_refinement import STAND_INS, stand_in_candidates
 
-    from cesped.geometry.errors import angular_distance, symmetry_aware_error
     from cesped.geometry.rotations import euler_to_matrix
-    from cesped.refinement.api import refine_particles
+    from cesped.refinement.api import floor_particles, refine_particles
     from cesped.refinement.local import LocalConfig
     from cesped.refinement.score import band_radius
     from cesped.simulation.fixtures import simulate_particles
@@ -243,6 +242,35 @@ def refine_bench(args) -> None:
         reference_map="true map (6MSM voxelised)", simulate_seconds=round(t_sim, 1),
         command=f"python benchmarks/gpu_bench.py refine --n {n} --box {box} --px {px}",
     )  # fmt: skip
+    ncores = os.cpu_count() or 1
+    m = min(args.cpu_n, n)
+    few = ArraySource(images[:8])  # CPU warm-up (numba's compilation), not timed
+    refine_particles(few, parts.iloc[:8].reset_index(drop=True), vol, px, cand[:8], config, device="cpu")
+    variants = [(f"refine{'' if g == 0 else f'_global{g}'}", g, n) for g in args.global_top]
+    if args.floor_n > 0:
+        variants.append(("floor", None, min(args.floor_n, n)))
+    for tag, gtop, n_max in variants:
+
+        def call(rows, device, chunk, threads=1, gtop=gtop):
+            src = ArraySource(images[rows])
+            p = parts.iloc[rows].reset_index(drop=True)
+            if gtop is None:  # the floor: global grid search, then local refinement
+                return floor_particles(src, p, vol, px, config, device=device, chunk=chunk, threads=threads)
+            return refine_particles(
+                src, p, vol, px, cand[rows], config, device=device, chunk=chunk, threads=threads,
+                global_top=gtop,
+            )  # fmt: skip
+
+        _variant(args, tag, call, n_max, m, ncores, dev, r_true, parts, common, box)
+
+
+def _variant(args, tag, call, n_max, m, ncores, dev, r_true, parts, common, box) -> None:
+    """Time ``call`` on ``dev`` over up to ``n_max`` particles (slices of 10,000, within
+    ``--max-seconds``), then on the CPU over the first ``m`` particles, and emit the figures."""
+    import torch
+
+    from cesped.geometry.errors import angular_distance, symmetry_aware_error
+
     cuda = torch.device(dev).type == "cuda"
     name = torch.cuda.get_device_name(0) if cuda else "cpu"
 
@@ -251,29 +279,23 @@ def refine_bench(args) -> None:
             torch.cuda.synchronize()
 
     # warm-up (kernels, cuFFT plans), not timed; its poses are compared with the CPU's below
-    m = min(args.cpu_n, n)
-    first = ArraySource(images[:m])
-    parts_m = parts.iloc[:m].reset_index(drop=True)
-    warm = refine_particles(first, parts_m, vol, px, cand[:m], config, device=dev, chunk=args.chunk)
+    first = np.arange(m)
+    warm = call(first, dev, args.chunk)
     sync()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     done, rot, orig, t_dev, chunk = 0, [], [], 0.0, args.chunk
-    while done < n and t_dev < args.max_seconds:
-        rows = np.arange(done, min(n, done + 10_000))
-        sub = ArraySource(images[rows])
+    while done < n_max and t_dev < args.max_seconds:
+        rows = np.arange(done, min(n_max, done + 10_000))
         w0 = time.perf_counter()
         try:
-            res = refine_particles(
-                sub, parts.iloc[rows].reset_index(drop=True), vol, px, cand[rows], config, device=dev,
-                chunk=chunk,
-            )  # fmt: skip
+            res = call(rows, dev, chunk)
         except torch.cuda.OutOfMemoryError:
             if chunk <= 64:
                 raise
             chunk //= 2  # the time of the failed try is not counted; the figure records the chunk
             torch.cuda.empty_cache()
-            print(f"gpu_bench refine: out of GPU memory, chunk -> {chunk}", file=sys.stderr)
+            print(f"gpu_bench {tag}: out of GPU memory, chunk -> {chunk}", file=sys.stderr)
             continue
         sync()
         t_dev += time.perf_counter() - w0
@@ -281,25 +303,21 @@ def refine_bench(args) -> None:
         orig.append(res["origins_A"])
         done = int(rows[-1]) + 1
     rot_dev = torch.from_numpy(np.concatenate(rot))
-    extra = dict(common, device=name, n_refined=done, chunk=chunk)
+    extra = dict(common, device=name, n_refined=done, chunk=chunk, variant=tag)
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
 
     # the same code on this machine's CPU cores, on the same first m particles (same noise estimate)
     cpu_rates, cpu_rot = {}, {}
-    ncores = os.cpu_count() or 1
-    few = ArraySource(images[:8])  # CPU warm-up (numba's compilation), not timed
-    refine_particles(few, parts.iloc[:8].reset_index(drop=True), vol, px, cand[:8], config, device="cpu")
     for threads in sorted({1, ncores}):
         w0 = time.perf_counter()
-        res = refine_particles(
-            first, parts_m, vol, px, cand[:m], config, device="cpu", chunk=256, threads=threads
-        )
+        res = call(first, "cpu", 256, threads=threads)
         cpu_rates[threads] = m / (time.perf_counter() - w0)
         cpu_rot[threads] = torch.from_numpy(res["rotmats"])
     best_threads = max(cpu_rates, key=cpu_rates.get)
     rate = done / t_dev
+    kind = "gpu" if cuda else "cpu"
     emit(
-        f"{'gpu' if cuda else 'cpu'}_refine_particles_per_s_{box}px", round(rate, 1), "particles/s",
+        f"{kind}_{tag}_particles_per_s_{box}px", round(rate, 1), "particles/s",
         reference=round(cpu_rates[best_threads], 2), ratio=round(rate / cpu_rates[best_threads], 1),
         reference_what=(
             f"the same code on this machine's CPU ({ncores} cores), {m} of the same particles, "
@@ -307,28 +325,28 @@ def refine_bench(args) -> None:
             + ", ".join(f"{k}: {v:.2f}/s" for k, v in cpu_rates.items()) + ")"
         ),
         seconds=round(t_dev, 1),
-        note=f"in-process, after a warm-up refinement of {m} particles; images in host memory",
+        note=f"in-process, after a warm-up run of {m} particles; images in host memory",
         **extra,
     )  # fmt: skip
     if peak is not None:
-        emit(f"gpu_refine_peak_memory_{box}px", round(peak, 2), "GiB", **extra)
+        emit(f"gpu_{tag}_peak_memory_{box}px", round(peak, 2), "GiB", **extra)
     warm_rot = torch.from_numpy(warm["rotmats"])
     for threads, r in cpu_rot.items():
         d = angular_distance(warm_rot, r).numpy()
         emit(
-            f"refine_{'cuda' if cuda else 'cpu'}_vs_cpu{threads}_pose_difference_{box}px",
+            f"{tag}_{'cuda' if cuda else 'cpu'}_vs_cpu{threads}_pose_difference_{box}px",
             round(float(np.median(d)), 4), "deg", max=round(float(d.max()), 4),
             frac_above_1deg=round(float((d > 1).mean()), 4), n=m, cpu_threads=threads, **extra,
         )  # fmt: skip
     err = symmetry_aware_error(r_true[:done], rot_dev, "C1").numpy()
     emit(
-        f"refine_MAnE_{box}px", round(float(err.mean()), 2), "deg", median=round(float(np.median(err)), 2),
+        f"{tag}_MAnE_{box}px", round(float(err.mean()), 2), "deg", median=round(float(np.median(err)), 2),
         frac_above_150=round(float((err > 150).mean()), 4), frac_below_5=round(float((err < 5).mean()), 4),
         **extra,
     )  # fmt: skip
     o_true = parts[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy()[:done]
     sh = float(np.sqrt(((np.concatenate(orig) - o_true) ** 2).sum(1).mean()))
-    emit(f"refine_shift_rmse_{box}px", round(sh, 3), "Å", **extra)
+    emit(f"{tag}_shift_rmse_{box}px", round(sh, 3), "Å", **extra)
 
 
 def main(argv=None) -> int:
@@ -343,7 +361,12 @@ def main(argv=None) -> int:
     ap.add_argument("--band-limit-A", type=float, default=4.0, help="refine: band limit of the scores (Å)")
     ap.add_argument("--chunk", type=int, default=1024, help="refine: particles per batch on the device")
     ap.add_argument("--cpu-n", type=int, default=128, help="refine: particles refined on the CPU too")
-    ap.add_argument("--max-seconds", type=float, default=150.0, help="refine: bound of the device part")
+    ap.add_argument("--max-seconds", type=float, default=150.0, help="refine: bound of each device part")
+    ap.add_argument(
+        "--global-top", type=int, nargs="+", default=[0],
+        help="refine: global starts added to the top-5 (one variant each; 4 is refine_star's default)",
+    )  # fmt: skip
+    ap.add_argument("--floor-n", type=int, default=0, help="refine: particles of the floor variant (0: none)")
     ap.add_argument("--device", default="cuda", help="refine: device (cpu: try the code without a GPU)")
     args = ap.parse_args(argv)
     import torch
