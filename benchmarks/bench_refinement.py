@@ -235,6 +235,11 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-floor", action="store_true")
     ap.add_argument("--floor-only", action="store_true", help="stop after the floor figures")
     ap.add_argument(
+        "--more-search",
+        action="store_true",
+        help="with --pipeline: also the defaults with 8 global starts and 8 survivors",
+    )
+    ap.add_argument(
         "--floor-search",
         action="store_true",
         help="also the floor's grid search alone at other settings (session 8's 4 starts / 1 survivor, "
@@ -575,7 +580,7 @@ def pipeline(args, emit, entry, st, parts, cand, r_true, fl, stand_ins) -> None:
         write_star(pred, ps)
         ids = np.asarray(ps.particles["rlnImageName"].astype(str).tolist(), dtype=str)
         np.savez(pred.with_name("predictions_1_topk.npz"), ids=ids, rotmats=cand.numpy())
-        # the last variant: the default's answers refined once more against the TRUE map (a
+        # true_map_from_default: the default's answers refined once more against the TRUE map (a
         # diagnostic, not a method: what is left when the reference has no noise)
         gt_map = entry / "gt_map.mrc"
         variants = {
@@ -584,6 +589,7 @@ def pipeline(args, emit, entry, st, parts, cand, r_true, fl, stand_ins) -> None:
             "one_round": {"rounds": 1},
             "one_round_unweighted": {"rounds": 1, "weighting": "none"},
             "true_map_from_default": {"reference": gt_map, "global_top": 0, "top_k": 1},
+            **({"more_search": {"global_top": 8, "survivors": 8}} if args.more_search else {}),
         }
         for tag, kw in variants.items():
             out = Path(tmp) / f"refined_{tag}.star"
