@@ -326,6 +326,7 @@ class Image2Sphere(nn.Module):
         order: int | None = None,
         refine_steps: int = 0,
         rot90_average: bool = False,
+        min_separation_deg: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Most probable poses on the grid (deterministic: call in ``eval()`` mode).
 
@@ -344,6 +345,11 @@ class Image2Sphere(nn.Module):
         rot90_average : bool
             Average the SO(3) signal over the four quarter turns of the image
             (:meth:`rot90_averaged`; 4x the cost).
+        min_separation_deg : float
+            With ``top_k > 1``: the poses are the most probable cells at least this far apart
+            (degrees; greedy, :func:`cesped.geometry.selection.distinct_top` over the best
+            ``max(16·top_k, 64)`` cells), i.e. distinct modes rather than the neighbours of the
+            first. 0: the plain top-k cells.
 
         Returns
         -------
@@ -351,20 +357,34 @@ class Image2Sphere(nn.Module):
         probs : (B, top_k) probabilities of the returned grid cells
         """
         coeffs = self.rot90_averaged(img) if rot90_average else self(img)
-        return self.predict_from_coeffs(coeffs, top_k, order, refine_steps)
+        return self.predict_from_coeffs(coeffs, top_k, order, refine_steps, min_separation_deg)
 
     @torch.no_grad()
     def predict_from_coeffs(
-        self, coeffs: torch.Tensor, top_k: int = 1, order: int | None = None, refine_steps: int = 0
+        self,
+        coeffs: torch.Tensor,
+        top_k: int = 1,
+        order: int | None = None,
+        refine_steps: int = 0,
+        min_separation_deg: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """As :meth:`predict`, from the SO(3) coefficients ``(B, dim)``."""
+        from cesped.geometry.selection import distinct_top
+
+        if not (min_separation_deg >= 0 and math.isfinite(min_separation_deg)):
+            raise ValueError(f"min_separation_deg must be >= 0, got {min_separation_deg}")
         grid = self.grid(order)
+        distinct = top_k > 1 and min_separation_deg > 0
+        pool = min(grid.size, max(16 * top_k, 64)) if distinct else top_k
         if grid.size * coeffs.shape[0] <= 2**25:  # small enough: one pass over the whole grid
             logits = grid.logits(coeffs)
-            vals, idx = logits.topk(top_k, dim=1)
+            vals, idx = logits.topk(pool, dim=1)
             lse = torch.logsumexp(logits, 1)
         else:  # order 5 and large batches: pixel chunks, never the (B, N) array
-            vals, idx, lse = grid.topk_logsumexp(coeffs, top_k)
+            vals, idx, lse = grid.topk_logsumexp(coeffs, pool)
+        if distinct:
+            pos = distinct_top(vals, grid.rotations(idx), top_k, min_separation_deg)
+            vals, idx = vals.gather(1, pos), idx.gather(1, pos)
         probs = torch.exp(vals - lse[:, None])
         net = grid.rotations(idx)  # (B, k, 3, 3)
         if refine_steps > 0:

@@ -35,29 +35,6 @@ def origin_grid(radius_px: float, step_px: float) -> torch.Tensor:
     return g[(g**2).sum(1) <= radius_px**2 + 1e-6]
 
 
-def _distinct_top(gains: torch.Tensor, idx: torch.Tensor, grid: torch.Tensor, top: int, min_deg: float):  # noqa: E501
-    """Greedy choice of ``top`` indices per row (sorted by gain) at least ``min_deg`` apart."""
-    n = gains.shape[0]
-    order = gains.argsort(1, descending=True)
-    idx = torch.gather(idx, 1, order)
-    rots = grid[idx]  # (N, M, 3, 3)
-    cos_min = math.cos(math.radians(min_deg))
-    chosen = torch.zeros((n, top), dtype=torch.long, device=idx.device)
-    count = torch.zeros(n, dtype=torch.long, device=idx.device)
-    for j in range(idx.shape[1]):
-        r = rots[:, j]  # (N, 3, 3)
-        sel = grid[chosen]  # (N, top, 3, 3)
-        tr = (sel * r[:, None]).sum((-2, -1))  # trace(Sᵀ R)
-        close = ((tr - 1) / 2 > cos_min) & (torch.arange(top, device=idx.device)[None] < count[:, None])
-        ok = ~close.any(1) & (count < top)
-        chosen[ok, count[ok]] = idx[ok, j]
-        count += ok.long()
-    # rows with fewer distinct picks repeat their best
-    fill = torch.arange(top, device=idx.device)[None] >= count[:, None]
-    chosen = torch.where(fill, chosen[:, :1], chosen)
-    return chosen
-
-
 def global_candidates(
     ref: Reference,
     batch: ImageBatch,
@@ -89,6 +66,7 @@ def global_candidates(
     torch.Tensor
         ``(N, top, 3, 3)`` float32 rotation labels.
     """
+    from cesped.geometry.selection import distinct_top
     from cesped.geometry.so3_grid import so3_grid_matrices
 
     dev = batch.device
@@ -114,6 +92,6 @@ def global_candidates(
             _, b = batch.terms(rows, torch.zeros((len(rows), 2), device=dev), band)
         g = gains_from(cross, b @ p2)
         val, idx = g.topk(min(keep, g.shape[1]), dim=1)
-        chosen = _distinct_top(val, idx, grid, top, 2 * grid_step_deg(order))
-        out.append(grid[chosen])
+        pos = distinct_top(val, grid[idx], top, 2 * grid_step_deg(order))
+        out.append(grid[torch.gather(idx, 1, pos)])
     return torch.cat(out)

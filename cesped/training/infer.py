@@ -38,6 +38,7 @@ def predict_dataset(
     device: str | torch.device = "cpu",
     progress: bool = True,
     rot90_average: bool = False,
+    min_separation_deg: float = 0.0,
 ) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """Predict the poses of every particle of ``dataset`` (in dataset order).
 
@@ -46,7 +47,7 @@ def predict_dataset(
     model : Image2Sphere
         Put in eval mode here (deterministic).
     dataset : ParticlesDataset-like
-    top_k, order, refine_steps, rot90_average : see :meth:`Image2Sphere.predict`
+    top_k, order, refine_steps, rot90_average, min_separation_deg : see :meth:`Image2Sphere.predict`
 
     Returns
     -------
@@ -66,6 +67,7 @@ def predict_dataset(
             order=order,
             refine_steps=refine_steps,
             rot90_average=rot90_average,
+            min_separation_deg=min_separation_deg,
         )
         ids += batch[0]
         rots.append(r.float().cpu())
@@ -108,8 +110,8 @@ def infer(cfg) -> Path:
 
     Required keys: ``ckpt`` and either ``star`` or ``entry`` + ``halfset``. Optional: ``out``
     (default ``<ckpt dir>/../predictions_<halfset>.star`` or ``<star stem>_predictions.star``),
-    ``batch_size``, ``num_workers``, ``top_k``, ``order``, ``refine_steps``, ``rot90_average``,
-    ``device``, ``benchmark_dir``.
+    ``batch_size``, ``num_workers``, ``top_k``, ``topk_min_separation_deg``, ``order``,
+    ``refine_steps``, ``rot90_average``, ``device``, ``benchmark_dir``.
     """
     from omegaconf import DictConfig, OmegaConf
 
@@ -141,5 +143,6 @@ def infer(cfg) -> Path:
         device,
         bool(cfg.get("progress", True)),
         bool(cfg.get("rot90_average", False)),
+        float(cfg.get("topk_min_separation_deg") or 0.0),
     )
     return write_predictions(ds, ids, rot, prob, out)

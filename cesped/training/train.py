@@ -140,6 +140,7 @@ def train(cfg: DictConfig) -> dict:
             int(pred_cfg.get("refine_steps", 0)),
             device,
             rot90_average=bool(pred_cfg.get("rot90_average", False)),
+            min_separation_deg=float(pred_cfg.get("topk_min_separation_deg") or 0.0),
         )
         result["predictions"] = str(write_predictions(ds, ids, rot, prob, out / f"predictions_{other}.star"))
         if cfg.get("refine"):

@@ -275,3 +275,29 @@ def test_channels_last_trunk_gives_the_same_output():
     x = torch.randn(3, 1, 64, 64)
     torch.testing.assert_close(cl(x), ref(x), rtol=1e-4, atol=1e-4)
     assert cl.encoder.trunk[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_distinct_top_k_prediction_keeps_the_best_pose_and_spreads_the_others(model):
+    """``min_separation_deg``: the first pose is the plain top-1, the others are the most probable
+    cells at least that far from every earlier one (checked against the whole grid's logits)."""
+    from cesped.geometry.errors import angular_distance
+
+    torch.manual_seed(3)
+    img = torch.randn(4, 1, 64, 64)
+    plain_r, plain_p = model.predict(img, top_k=4)
+    r, p = model.predict(img, top_k=4, min_separation_deg=30.0)
+    assert torch.equal(r[:, 0], plain_r[:, 0]) and torch.equal(p[:, 0], plain_p[:, 0])
+    assert bool((p[:, :-1] >= p[:, 1:]).all())
+    for b in range(4):
+        d = angular_distance(r[b, :, None].double(), r[b, None].double())
+        assert float(d[~torch.eye(4, dtype=torch.bool)].min()) > 30.0 - 1e-3
+        # greedy reference over every grid cell: the second pick is the best cell > 30 deg from the first
+        with torch.no_grad():
+            logits = model.grid_logits(model(img[b : b + 1]))[0]
+        poses = model.to_data_frame(model.output_grid.rotations(torch.arange(model.output_grid.size)))
+        far = angular_distance(poses.double(), r[b, 0].double().expand(len(poses), 3, 3)) > 30.0
+        best_far = poses[torch.where(far, logits, torch.tensor(-torch.inf)).argmax()]
+        torch.testing.assert_close(r[b, 1], best_far, atol=1e-5, rtol=0)
+    assert torch.equal(model.predict(img, top_k=4, min_separation_deg=0.0)[0], plain_r)
+    with pytest.raises(ValueError, match="min_separation_deg"):
+        model.predict(img, top_k=2, min_separation_deg=-1.0)
