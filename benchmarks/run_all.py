@@ -115,8 +115,11 @@ GPU_ONLY = {"gpu_bench.py"}
 # docs/orientation_recovery.md, not a benchmark with defaults; profile_dataloading.py is a profiling aid of
 # bench_dataloading.py that prints no comparison; bench_hetero_i2s.py trains two demo Image2Sphere models on
 # synth_adk_states, 4-9 min per half-set on 2 cores (the demo's timings): too long for the plan's 40
-# minutes; run it on its own, see its docstring)
+# minutes; run it on its own, see its docstring; bench_distinct_topk.py needs a fully trained demo
+# checkpoint of a protocol run (12-20 min of training per half-set) and refines 4,000 particles twice:
+# run it on its own after `make leaderboard`)
 NOT_BENCHMARKS = {
+    "bench_distinct_topk.py",
     "_launch.py",
     "run_all.py",
     "readme_table.py",
