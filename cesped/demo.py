@@ -198,7 +198,12 @@ def _refine_half(entry: str, half: int, pred: Path, benchmark_dir, device: str) 
     import numpy as np
 
     from cesped.io.star import read_star
-    from cesped.refinement.api import DEFAULT_GLOBAL_TOP, DEFAULT_ROUNDS, refine_star
+    from cesped.refinement.api import (
+        DEFAULT_GLOBAL_TOP,
+        DEFAULT_ROUNDS,
+        DEFAULT_TRACK_SEPARATION,
+        refine_star,
+    )
 
     out = pred.with_name(f"{pred.stem}_refined.star")
     if out.is_file() and out.stat().st_mtime >= pred.stat().st_mtime:
@@ -207,6 +212,7 @@ def _refine_half(entry: str, half: int, pred: Path, benchmark_dir, device: str) 
             "cespedRefinementGlobalTop": str(DEFAULT_GLOBAL_TOP),
             "cespedRefinementRounds": str(DEFAULT_ROUNDS),
             "cespedRefinementReferenceWeighting": "fsc",
+            "cespedRefinementTrackSeparationDeg": str(float(DEFAULT_TRACK_SEPARATION)),
         }
         if all(str(meta.get(k)) == v for k, v in current.items()):
             _log(f"half-set {half}: reusing {out}")

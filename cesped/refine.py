@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="local-search tracks kept through every level (default 4; 1: fastest, as before session 9)",
     )
     p.add_argument(
+        "--track-separation",
+        type=float,
+        default=None,
+        help="the first level's tracks are the best starts at least this far apart, degrees "
+        "(default 16; 0: the plain best, as before session 10)",
+    )
+    p.add_argument(
         "--order", type=int, default=2, help="SO(3) grid order of --global and --global-top (2: 15 deg)"
     )
     p.add_argument("--band-limit", type=float, help="highest resolution compared, Å (default: reference FSC)")
@@ -124,6 +131,7 @@ def main(argv=None) -> int:
             rounds=args.rounds,
             weighting=args.weighting,
             survivors=args.survivors,
+            **({} if args.track_separation is None else {"track_separation_deg": args.track_separation}),
         )
     except (ValueError, OSError) as e:  # bad input, a file that cannot be read or written
         print(f"cesped.refine: error: {error_line(e)}", file=sys.stderr)

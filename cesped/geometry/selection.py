@@ -11,7 +11,9 @@ import math
 import torch
 
 
-def distinct_top(scores: torch.Tensor, rotmats: torch.Tensor, k: int, min_deg: float) -> torch.Tensor:
+def distinct_top(
+    scores: torch.Tensor, rotmats: torch.Tensor, k: int, min_deg: float, fill: str = "best"
+) -> torch.Tensor:
     """Positions of the ``k`` best rotations of each row that are at least ``min_deg`` apart.
 
     Greedy: the rotations are visited in decreasing score; one is taken when its geodesic
@@ -27,12 +29,16 @@ def distinct_top(scores: torch.Tensor, rotmats: torch.Tensor, k: int, min_deg: f
         Choices per row (>= 1).
     min_deg : float
         Smallest geodesic distance between two choices, degrees (0: plain top-k).
+    fill : {"best", "next"}
+        A row with fewer than ``k`` rotations that far apart fills its remaining places with its
+        best one again (``"best"``) or with its best rotations not chosen yet, in decreasing
+        score, however close (``"next"``; needs ``k <= M``).
 
     Returns
     -------
     torch.Tensor
-        ``(N, k)`` int64 positions into ``M``, in decreasing score. A row with fewer than ``k``
-        rotations that far apart repeats its best one in the remaining places.
+        ``(N, k)`` int64 positions into ``M``: the distinct choices in decreasing score, then the
+        fill.
     """
     if scores.ndim != 2 or rotmats.shape != (*scores.shape, 3, 3):
         raise ValueError(
@@ -42,7 +48,11 @@ def distinct_top(scores: torch.Tensor, rotmats: torch.Tensor, k: int, min_deg: f
     k = int(k)
     if k < 1:
         raise ValueError(f"distinct_top: k must be >= 1, got {k}")
+    if fill not in ("best", "next"):
+        raise ValueError(f"distinct_top: fill must be 'best' or 'next', got {fill!r}")
     n, m = scores.shape
+    if fill == "next" and k > m:
+        raise ValueError(f"distinct_top: fill='next' needs k <= M, got k={k}, M={m}")
     dev = scores.device
     order = scores.argsort(1, descending=True)
     rots = torch.gather(rotmats, 1, order[:, :, None, None].expand(-1, -1, 3, 3))
@@ -61,5 +71,17 @@ def distinct_top(scores: torch.Tensor, rotmats: torch.Tensor, k: int, min_deg: f
         count += ok.long()
         if bool((count >= k).all()):
             break
-    chosen = torch.where(slots >= count[:, None], chosen[:, :1], chosen)
+    if fill == "best":
+        chosen = torch.where(slots >= count[:, None], chosen[:, :1], chosen)
+    else:
+        taken = torch.zeros((n, m), dtype=torch.bool, device=dev)
+        for slot in range(k):
+            v = slot < count
+            taken[rows[v], chosen[v, slot]] = True
+        rank = torch.cumsum(~taken, 1) - 1  # rank of each untaken sorted position
+        for slot in range(k):
+            need = slot - count  # the need-th untaken position goes to this slot
+            want = (~taken) & (rank == need[:, None])
+            pick = want.float().argmax(1)
+            chosen[:, slot] = torch.where(need >= 0, pick, chosen[:, slot])
     return torch.gather(order, 1, chosen)

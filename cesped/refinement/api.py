@@ -48,6 +48,10 @@ DEFAULT_GLOBAL_TOP = 4
 DEFAULT_ROUNDS = 2
 #: Tracks of the local search that go through every level (``--survivors``; :class:`LocalConfig`).
 DEFAULT_SURVIVORS = 4
+#: Smallest distance between the first level's tracks, degrees (``--track-separation``;
+#: :class:`LocalConfig`; 0: the plain best starts): twice the first level's step, so that the
+#: neighbouring top-K cells of one mode do not take every track (session 10).
+DEFAULT_TRACK_SEPARATION = 16.0
 _FLOOR_VERSION = 2
 _FLOOR_TOP = 8  # global-search starts of the floor (floor_particles' default top)
 _FLOOR_SURVIVORS = 4  # of which go through every level of the local search
@@ -442,6 +446,7 @@ def refine_star(
     weighting: str = "fsc",
     rounds: int | None = None,
     survivors: int = DEFAULT_SURVIVORS,
+    track_separation_deg: float = DEFAULT_TRACK_SEPARATION,
 ) -> dict:
     """Refine the poses of a predictions star of one half-set and write the refined star.
 
@@ -501,6 +506,9 @@ def refine_star(
         stand-ins of the demo's predictions lowered the refined MAnE of ``synth_6msm`` from 3.6° to
         3.0° and of ``synth_4e43`` from 22° to 15° (session 9, ``benchmarks/bench_refinement.py``).
         Recorded as ``cespedRefinementSurvivors``.
+    track_separation_deg : float
+        The first level's tracks are the best starts at least this far apart (degrees;
+        :class:`LocalConfig`); recorded as ``cespedRefinementTrackSeparationDeg``.
 
     Returns
     -------
@@ -588,8 +596,9 @@ def refine_star(
             ref.band_limit_A = band_limit_A
     config = LocalConfig(
         band_radius=band_radius(ref.band_limit_A, box, px), shift_radius_px=shift_radius_px,
-        survivors=survivors, keep=max(4, survivors),
+        survivors=survivors, keep=max(4, survivors), track_separation_deg=float(track_separation_deg),
     )
+    config.check()
     weighted = weighting == "fsc" and bool(ref.fsc)
     volume = fsc_weighted(ref.volume, ref.fsc) if weighted else ref.volume
     if global_search:
@@ -618,7 +627,7 @@ def refine_star(
         band2 = band_limit_A if band_limit_A is not None else ref2.band_limit_A
         config2 = LocalConfig(
             band_radius=band_radius(band2, box, px), shift_radius_px=shift_radius_px,
-            survivors=survivors, keep=max(4, survivors),
+            survivors=survivors, keep=max(4, survivors), track_separation_deg=float(track_separation_deg),
         )
         volume2 = fsc_weighted(ref2.volume, ref2.fsc) if weighting == "fsc" else ref2.volume
         starts = torch.from_numpy(np.ascontiguousarray(result["rotmats"])).to(cand.dtype)[:, None]
@@ -649,6 +658,7 @@ def refine_star(
         "cespedRefinementHypotheses": ",".join(config.hypotheses),
         "cespedRefinementKeep": int(config.keep),
         "cespedRefinementSurvivors": int(config.survivors),
+        "cespedRefinementTrackSeparationDeg": float(config.track_separation_deg),
         "cespedRefinementReferenceWeighting": "fsc" if weighted else "none",
         "cespedRefinementRounds": int(rounds),
         **round2,

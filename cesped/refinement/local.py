@@ -60,6 +60,11 @@ class LocalConfig:
         best track of the first level's band goes on.
     hypotheses : tuple of str
         Keys of :data:`HYPOTHESES` applied to every candidate.
+    track_separation_deg : float
+        The ``keep`` tracks are the best starts at least this far apart (degrees; greedy,
+        :func:`cesped.geometry.selection.distinct_top`, then the best of the others if fewer are
+        that far apart), so that neighbouring candidates of one mode do not take every track.
+        0: the plain ``keep`` best.
     band_per_step : float
         ``c`` of the band radius ``min(band_radius, c / δ_rad)`` of each level.
     min_band_radius : float
@@ -74,12 +79,15 @@ class LocalConfig:
     keep: int = 4
     survivors: int = 4
     hypotheses: tuple = ("identity", "mirror", "halfturn")
+    track_separation_deg: float = 0.0
     band_per_step: float = 1.5
     min_band_radius: float = 8.0
 
     def check(self) -> None:
         if not (self.band_radius > 0 and math.isfinite(self.band_radius)):
             raise ValueError(f"band_radius must be > 0, got {self.band_radius}")
+        if not (self.track_separation_deg >= 0 and math.isfinite(self.track_separation_deg)):
+            raise ValueError(f"track_separation_deg must be >= 0, got {self.track_separation_deg}")
         if not self.shift_radius_px >= 0:
             raise ValueError(f"shift_radius_px must be >= 0, got {self.shift_radius_px}")
         if not self.steps_deg or any(not s > 0 for s in self.steps_deg):
@@ -206,7 +214,12 @@ def refine_batch(
     rows = rows_all.repeat_interleave(s)
     g0, o0 = origins_of(rows, starts.reshape(-1, 3, 3), bands[0], 1)
     t = min(int(config.keep), s)
-    top = g0.reshape(n, s).topk(t, dim=1).indices  # (N, T)
+    if config.track_separation_deg > 0:
+        from cesped.geometry.selection import distinct_top
+
+        top = distinct_top(g0.reshape(n, s), starts, t, config.track_separation_deg, fill="next")  # (N, T)
+    else:
+        top = g0.reshape(n, s).topk(t, dim=1).indices  # (N, T)
     track_r = _gather(starts, top)  # (N, T, 3, 3)
     track_o = _gather(o0.reshape(n, s, 2), top)  # (N, T, 2)
     track_s = top  # (N, T) start of each track

@@ -170,6 +170,11 @@ def _refine_predictions(cfg: DictConfig, pred: Path, half: int, device: str) -> 
         rounds=rc.get("rounds"),
         weighting=str(rc.get("weighting") or "fsc"),
         **({"survivors": int(rc["survivors"])} if rc.get("survivors") is not None else {}),
+        **(
+            {"track_separation_deg": float(rc["track_separation_deg"])}
+            if rc.get("track_separation_deg") is not None
+            else {}
+        ),
         benchmark_dir=cfg.get("benchmark_dir"),
     )
     return summary["out"]

@@ -70,3 +70,19 @@ def test_bad_shapes_and_k_are_refused():
         distinct_top(scores, rots[:, :4], 2, 10.0)
     with pytest.raises(ValueError, match="k must be"):
         distinct_top(scores, rots, 0, 10.0)
+
+
+def test_fill_next_completes_with_the_best_rotations_not_chosen():
+    scores, rots = _clustered(6, 20, seed=6)
+    distinct = distinct_top(scores, rots, 5, 60.0)  # at most three distinct (three clusters)
+    got = distinct_top(scores, rots, 5, 60.0, fill="next")
+    for row in range(6):
+        n_distinct = len(set(_brute(scores[row : row + 1], rots[row : row + 1], 5, 60.0)[0].tolist()))
+        assert torch.equal(got[row, :n_distinct], distinct[row, :n_distinct])
+        rest = [j for j in scores[row].argsort(descending=True).tolist() if j not in got[row, :n_distinct]]
+        assert got[row, n_distinct:].tolist() == rest[: 5 - n_distinct]
+    assert len(set(got[0].tolist())) == 5
+    # enough distinct rotations: both fills agree
+    assert torch.equal(distinct_top(scores, rots, 2, 5.0, fill="next"), distinct_top(scores, rots, 2, 5.0))
+    with pytest.raises(ValueError, match="fill"):
+        distinct_top(scores, rots, 2, 5.0, fill="worst")
