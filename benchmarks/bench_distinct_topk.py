@@ -1,4 +1,5 @@
-"""The network's top-5 as plain grid cells or as distinct modes, each refined (session 10).
+"""The network's top-5 as plain grid cells or as distinct modes, and the refinement's tracks
+with and without a separation, each refined (session 10).
 
 For a protocol run (``python -m cesped.benchmark run experiment=demo ... refine=true``) the
 half-set 0 model (its best checkpoint) predicts half-set 1 with the demo's prediction settings
@@ -6,14 +7,15 @@ half-set 0 model (its best checkpoint) predicts half-set 1 with the demo's predi
 once per ``--sep`` with the top-5 modes at least that far apart
 (``prediction.topk_min_separation_deg``); each candidate set is refined by ``refine_star`` with
 its defaults against the map of half-set 0's ground-truth poses (no label of half-set 1 is read),
-and the refined poses are scored against half-set 1's labels. Figures per separation: the raw
-MAnE (first pose), how many particles have a candidate within 10° and 20° of their pose, and the
-refined MAnE, median and fraction above 150°.
+and the refined poses are scored against half-set 1's labels, once per ``--track-sep`` (the
+refinement's ``track_separation_deg``: its first level's tracks at least that far apart). Figures
+per separation: the raw MAnE (first pose), how many particles have a candidate within 10° and 20°
+of their pose, and the refined MAnE, median and fraction above 150° per track separation.
 
 Example usage::
 
     python benchmarks/bench_distinct_topk.py --run-dir OUT/runs/Image2Sphere-demo/synth_6msm/seed1 \\
-        --benchmark-dir BENCH --entry synth_6msm --sep 0 20
+        --benchmark-dir BENCH --entry synth_6msm --sep 0 20 --track-sep 0 16
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ def main(argv=None) -> int:
     ap.add_argument("--entry", required=True)
     ap.add_argument(
         "--sep", type=float, nargs="+", default=[0.0, 20.0], help="separations, degrees (0: plain)"
+    )
+    ap.add_argument(
+        "--track-sep", type=float, nargs="+", default=[0.0], help="refine_star's track_separation_deg values"
     )
     args = ap.parse_args(argv)
     import torch
@@ -90,17 +95,20 @@ def main(argv=None) -> int:
                 "fraction",
                 **common,
             )
-            out = pred.with_name("predictions_1_refined.star")
-            t0 = time.perf_counter()
-            refine_star(
-                args.entry, 1, pred, out, reference_from_half=0, top_k=5, benchmark_dir=args.benchmark_dir
-            )
-            wall = time.perf_counter() - t0
-            e = symmetry_aware_error(r_true, rot(read_star(out).particles), sym).numpy()
-            emit(
-                f"{tag}_refined_MAnE", round(float(e.mean()), 3), "deg", median=round(float(np.median(e)), 3),
-                frac_above_150=round(float((e > 150).mean()), 4), refine_seconds=round(wall, 1), **common,
-            )  # fmt: skip
+            for ts in args.track_sep:
+                out = pred.with_name(f"predictions_1_refined_track{ts:g}.star")
+                t0 = time.perf_counter()
+                refine_star(
+                    args.entry, 1, pred, out, reference_from_half=0, top_k=5,
+                    benchmark_dir=args.benchmark_dir, track_separation_deg=ts,
+                )  # fmt: skip
+                wall = time.perf_counter() - t0
+                e = symmetry_aware_error(r_true, rot(read_star(out).particles), sym).numpy()
+                emit(
+                    f"{tag}_track{ts:g}_refined_MAnE", round(float(e.mean()), 3), "deg",
+                    median=round(float(np.median(e)), 3), frac_above_150=round(float((e > 150).mean()), 4),
+                    refine_seconds=round(wall, 1), track_separation_deg=ts, **common,
+                )  # fmt: skip
     return 0
 
 

@@ -210,6 +210,51 @@ def test_more_survivors_never_end_at_a_lower_likelihood(tiny_entry):
     assert np.median(err[4]) < 2.0 and err[4].mean() <= err[1].mean() + 1e-6
 
 
+def test_tracks_are_distinct_modes_not_neighbouring_candidates(tiny_entry, monkeypatch):
+    """Five near-duplicate candidates (a network's neighbouring top-5 cells): with the default
+    track separation the kept tracks are the best start of each distinct mode (identity, mirror,
+    half-turn: pairwise > 16° apart) and then the next best; with 0 they are the plain best starts,
+    i.e. four neighbours of one mode. The answers are right both ways; 0 reproduces the plain
+    top-k selection exactly when no start is suppressed."""
+    import cesped.geometry.selection as selection
+    from cesped.refinement.local import LocalConfig, refine_batch
+
+    root, name = tiny_entry
+    ref, batch, r_true, o_true, box = _batch(root / name, 1, 40)
+    g = torch.Generator().manual_seed(3)
+    jit = axis_angle_to_matrix(torch.randn(40, 3, generator=g, dtype=torch.float64), torch.full((40,), 8.0))
+    first = jit.float() @ r_true
+    near = axis_angle_to_matrix(
+        torch.randn(40 * 4, 3, generator=g, dtype=torch.float64), torch.full((160,), 1.5)
+    )
+    cand = torch.cat([first[:, None], near.float().reshape(40, 4, 3, 3) @ first[:, None]], 1)  # (40, 5)
+    picks = []
+    real = selection.distinct_top
+
+    def spy(scores, rotmats, k, min_deg, fill="best"):
+        pos = real(scores, rotmats, k, min_deg, fill)
+        picks.append(torch.gather(rotmats, 1, pos[:, :, None, None].expand(-1, -1, 3, 3)))
+        return pos
+
+    monkeypatch.setattr(selection, "distinct_top", spy)
+    cfg = LocalConfig(
+        band_radius=box // 2, shift_radius_px=5.0, keep=4, survivors=4, track_separation_deg=16.0
+    )
+    res = refine_batch(ref, batch, cand, cfg)
+    tracks = picks[0].double()  # (40, 4, 3, 3) the kept starts
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        assert (angular_distance(tracks[:, i], tracks[:, j]) > 16.0).all()
+    err = angular_distance(r_true.double(), res.rotmats).numpy()
+    assert np.median(err) < 2.0
+    plain = refine_batch(ref, batch, cand, LocalConfig(band_radius=box // 2, shift_radius_px=5.0))
+    assert np.median(angular_distance(r_true.double(), plain.rotmats).numpy()) < 2.0
+    tiny = LocalConfig(band_radius=box // 2, shift_radius_px=5.0, track_separation_deg=1e-4)
+    same = refine_batch(ref, batch, cand, tiny)
+    assert torch.equal(same.rotmats, plain.rotmats) and torch.equal(same.start, plain.start)
+    with pytest.raises(ValueError, match="track_separation_deg"):
+        LocalConfig(band_radius=10.0, track_separation_deg=float("nan")).check()
+
+
 def test_top_k_candidates_from_npz(tiny_entry, tmp_path):
     root, name = tiny_entry
     e = root / name
@@ -340,6 +385,11 @@ def _bad_inputs(root, name, tmp_path):
         "unknown weighting": (dict(star=pred, weighting="wiener"), ValueError, "--weighting"),
         "no survivors": (dict(star=pred, survivors=0), ValueError, "--survivors"),
         "fractional survivors": (dict(star=pred, survivors=2.5), ValueError, "--survivors"),
+        "negative track separation": (
+            dict(star=pred, track_separation_deg=-1.0),
+            ValueError,
+            "track_separation",
+        ),
         "missing star": (dict(star=tmp_path / "nope.star"), FileNotFoundError, "nope.star"),
         "missing map": (
             dict(star=pred, reference=tmp_path / "nope.mrc", band_limit_A=8.0),
@@ -424,6 +474,7 @@ def test_default_refinement_records_rounds_and_weighting(tiny_entry, tmp_path):
     s, b, _ = outs["default"]
     assert s["rounds"] == 2 and s["weighting"] == "fsc"
     assert int(b["cespedRefinementRounds"]) == 2 and b["cespedRefinementReferenceWeighting"] == "fsc"
+    assert float(b["cespedRefinementTrackSeparationDeg"]) == 16.0
     assert "first-round poses" in b["cespedRefinementRound2Reference"]
     s1, b1, _ = outs["one round"]
     assert s1["rounds"] == 1 and "cespedRefinementRound2Reference" not in b1
