@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
 
+    from cesped.data.local import entry_symmetry
     from cesped.geometry.errors import symmetry_aware_error
     from cesped.geometry.rotations import euler_to_matrix
     from cesped.io.star import read_star
@@ -63,9 +64,7 @@ def main(argv=None) -> int:
         return euler_to_matrix(torch.from_numpy(a))
 
     r_true = rot(truth)
-    from cesped.refinement.api import _symmetry
-
-    sym = _symmetry(entry_dir, 1)
+    sym = entry_symmetry(entry_dir)
     common = dict(entry=args.entry, checkpoint=ckpts[0].name, run_dir=Path(args.run_dir).name)
     with tempfile.TemporaryDirectory() as tmp:
         for sep in args.sep:

@@ -12,6 +12,7 @@ Inputs are checked before any work; every error names the file or argument at fa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -625,10 +626,7 @@ def refine_star(
             edir, other, _with_poses(st, result), symmetry=sym, device=device, n_threads=threads
         )
         band2 = band_limit_A if band_limit_A is not None else ref2.band_limit_A
-        config2 = LocalConfig(
-            band_radius=band_radius(band2, box, px), shift_radius_px=shift_radius_px,
-            survivors=survivors, keep=max(4, survivors), track_separation_deg=float(track_separation_deg),
-        )
+        config2 = dataclasses.replace(config, band_radius=band_radius(band2, box, px))
         volume2 = fsc_weighted(ref2.volume, ref2.fsc) if weighting == "fsc" else ref2.volume
         starts = torch.from_numpy(np.ascontiguousarray(result["rotmats"])).to(cand.dtype)[:, None]
         result2 = refine_particles(
