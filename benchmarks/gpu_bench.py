@@ -240,7 +240,8 @@ def refine_bench(args) -> None:
         box=box, pixel_size=px, snr=args.snr, top_k=5, band_limit_A=args.band_limit_A,
         stand_ins="simple: true pose turned 10 deg, 20 % mirror/half-turn, 4 random others",
         reference_map="true map (6MSM voxelised)", simulate_seconds=round(t_sim, 1),
-        command=f"python benchmarks/gpu_bench.py refine --n {n} --box {box} --px {px}",
+        command=f"python benchmarks/gpu_bench.py refine --n {n} --box {box} --px {px} --global-top "
+        + " ".join(str(g) for g in args.global_top) + f" --floor-n {args.floor_n}",
     )  # fmt: skip
     ncores = os.cpu_count() or 1
     m = min(args.cpu_n, n)
