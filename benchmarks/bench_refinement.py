@@ -585,6 +585,7 @@ def pipeline(args, emit, entry, st, parts, cand, r_true, fl, stand_ins) -> None:
         gt_map = entry / "gt_map.mrc"
         variants = {
             "default": {},
+            "no_mask": {"reference_mask": "none"},
             "one_survivor": {"survivors": 1},
             "one_round": {"rounds": 1},
             "one_round_unweighted": {"rounds": 1, "weighting": "none"},
@@ -620,6 +621,7 @@ def pipeline(args, emit, entry, st, parts, cand, r_true, fl, stand_ins) -> None:
                 "weighting": summary["weighting"],
                 "global_top": summary["global_top"],
                 "survivors": summary["survivors"],
+                "reference_mask": summary["reference_mask"],
                 "stand_ins": stand_ins,
             }
             emit_accuracy(emit, f"pipeline_{tag}", err, fl, **common)

@@ -200,6 +200,7 @@ def _refine_half(entry: str, half: int, pred: Path, benchmark_dir, device: str) 
     from cesped.io.star import read_star
     from cesped.refinement.api import (
         DEFAULT_GLOBAL_TOP,
+        DEFAULT_REFERENCE_MASK,
         DEFAULT_ROUNDS,
         DEFAULT_TRACK_SEPARATION,
         refine_star,
@@ -214,7 +215,8 @@ def _refine_half(entry: str, half: int, pred: Path, benchmark_dir, device: str) 
             "cespedRefinementReferenceWeighting": "fsc",
             "cespedRefinementTrackSeparationDeg": str(float(DEFAULT_TRACK_SEPARATION)),
         }
-        if all(str(meta.get(k)) == v for k, v in current.items()):
+        masked = str(meta.get("cespedRefinementReferenceMask", "")).startswith(DEFAULT_REFERENCE_MASK)
+        if masked and all(str(meta.get(k)) == v for k, v in current.items()):
             _log(f"half-set {half}: reusing {out}")
             return out
         _log(f"half-set {half}: {out} was made with another search; refining again")

@@ -96,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="fsc",
         help="fsc (default): weight the reference's shells by its FSC (Wiener); none: as reconstructed",
     )
+    p.add_argument(
+        "--reference-mask",
+        choices=("auto", "none"),
+        default="auto",
+        help="auto (default): flatten the reference's solvent with a soft mask made from that map "
+        "alone (not the true map of --global); none: the map as it is",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument(
         "--threads", type=int, default=1, help="CPU threads (default 1: least CPU time; run one per core)"
@@ -131,6 +138,7 @@ def main(argv=None) -> int:
             rounds=args.rounds,
             weighting=args.weighting,
             survivors=args.survivors,
+            reference_mask=args.reference_mask,
             **({} if args.track_separation is None else {"track_separation_deg": args.track_separation}),
         )
     except (ValueError, OSError) as e:  # bad input, a file that cannot be read or written

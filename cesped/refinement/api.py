@@ -53,6 +53,9 @@ DEFAULT_SURVIVORS = 4
 #: :class:`LocalConfig`; 0: the plain best starts): twice the first level's step, so that the
 #: neighbouring top-K cells of one mode do not take every track (session 10).
 DEFAULT_TRACK_SEPARATION = 16.0
+#: Solvent mask of the reference (``--reference-mask``): "auto", made from the map itself
+#: (:func:`cesped.refinement.mask.solvent_mask`), or "none".
+DEFAULT_REFERENCE_MASK = "auto"
 _FLOOR_VERSION = 2
 _FLOOR_TOP = 8  # global-search starts of the floor (floor_particles' default top)
 _FLOOR_SURVIVORS = 4  # of which go through every level of the local search
@@ -399,6 +402,19 @@ def floor_particles(
     return _run_chunks(images, parts, volume, pixel_size, device, chunk, work, threads)
 
 
+def _masked(volume: np.ndarray, pixel_size: float, how: str) -> tuple[np.ndarray, str]:
+    """``volume`` with its solvent flattened by :func:`cesped.refinement.mask.solvent_mask` (``how``
+    "auto") or as it is ("none"), and the line that records it."""
+    if how == "none":
+        return volume, "none"
+    from cesped.refinement.mask import solvent_mask
+
+    m = solvent_mask(volume, pixel_size)
+    if m.mask is None:
+        return volume, m.note
+    return (volume * m.mask).astype(np.float32), m.note
+
+
 def _with_poses(star, result):
     """A copy of ``star`` with the angles and origins of a refinement ``result``."""
     from cesped.geometry.rotations import matrix_to_euler
@@ -448,6 +464,7 @@ def refine_star(
     rounds: int | None = None,
     survivors: int = DEFAULT_SURVIVORS,
     track_separation_deg: float = DEFAULT_TRACK_SEPARATION,
+    reference_mask: str = DEFAULT_REFERENCE_MASK,
 ) -> dict:
     """Refine the poses of a predictions star of one half-set and write the refined star.
 
@@ -510,6 +527,13 @@ def refine_star(
     track_separation_deg : float
         The first level's tracks are the best starts at least this far apart (degrees;
         :class:`LocalConfig`); recorded as ``cespedRefinementTrackSeparationDeg``.
+    reference_mask : {"auto", "none"}
+        "auto" (default): the solvent of the reconstructed or user's reference is flattened by a
+        soft mask made from that map alone (:func:`cesped.refinement.mask.solvent_mask`; each
+        round's map its own mask), as RELION flattens its references' solvent; "none": the map
+        as it is. Never applied to the true map of ``global_search``. Recorded as
+        ``cespedRefinementReferenceMask`` (and ``cespedRefinementRound2ReferenceMask``),
+        including a mask that could not be made (the reference then unmasked).
 
     Returns
     -------
@@ -540,6 +564,8 @@ def refine_star(
         raise ValueError(
             "--global-top adds global starts to the candidates; --global searches globally already"
         )
+    if reference_mask not in ("auto", "none"):
+        raise ValueError(f"--reference-mask must be 'auto' or 'none', got {reference_mask!r}")
     if weighting not in ("fsc", "none"):
         raise ValueError(f"--weighting must be 'fsc' or 'none', got {weighting!r}")
     if rounds is None:
@@ -602,6 +628,7 @@ def refine_star(
     config.check()
     weighted = weighting == "fsc" and bool(ref.fsc)
     volume = fsc_weighted(ref.volume, ref.fsc) if weighted else ref.volume
+    volume, mask_note = _masked(volume, px, "none" if global_search else reference_mask)
     if global_search:
         result = floor_particles(
             images, parts, volume, px, config, order=order, device=device, chunk=chunk, threads=threads
@@ -628,6 +655,7 @@ def refine_star(
         band2 = band_limit_A if band_limit_A is not None else ref2.band_limit_A
         config2 = dataclasses.replace(config, band_radius=band_radius(band2, box, px))
         volume2 = fsc_weighted(ref2.volume, ref2.fsc) if weighting == "fsc" else ref2.volume
+        volume2, mask_note2 = _masked(volume2, px, reference_mask)
         starts = torch.from_numpy(np.ascontiguousarray(result["rotmats"])).to(cand.dtype)[:, None]
         result2 = refine_particles(
             images, parts, volume2, px, starts, config2, device=device, chunk=chunk, threads=threads
@@ -636,6 +664,7 @@ def refine_star(
         round2 = {
             "cespedRefinementRound2Reference": ref2.source,
             "cespedRefinementRound2BandLimitAngst": float(band2),
+            "cespedRefinementRound2ReferenceMask": mask_note2,
         }
     from cesped.refinement.local import start_labels
 
@@ -658,6 +687,7 @@ def refine_star(
         "cespedRefinementSurvivors": int(config.survivors),
         "cespedRefinementTrackSeparationDeg": float(config.track_separation_deg),
         "cespedRefinementReferenceWeighting": "fsc" if weighted else "none",
+        "cespedRefinementReferenceMask": mask_note,
         "cespedRefinementRounds": int(rounds),
         **round2,
     }
@@ -673,6 +703,7 @@ def refine_star(
         "rounds": int(rounds),
         "weighting": "fsc" if weighted else "none",
         "survivors": int(config.survivors),
+        "reference_mask": mask_note,
         "out": str(out),
     }
 

@@ -169,6 +169,7 @@ def _refine_predictions(cfg: DictConfig, pred: Path, half: int, device: str) -> 
         global_top=rc.get("global_top"),
         rounds=rc.get("rounds"),
         weighting=str(rc.get("weighting") or "fsc"),
+        reference_mask=str(rc.get("reference_mask") or "auto"),
         **({"survivors": int(rc["survivors"])} if rc.get("survivors") is not None else {}),
         **(
             {"track_separation_deg": float(rc["track_separation_deg"])}

@@ -383,6 +383,7 @@ def _bad_inputs(root, name, tmp_path):
         ),
         "two rounds with --global": (dict(star=pred, rounds=2, global_search=True), ValueError, "--rounds 2"),
         "unknown weighting": (dict(star=pred, weighting="wiener"), ValueError, "--weighting"),
+        "unknown mask": (dict(star=pred, reference_mask="sphere"), ValueError, "--reference-mask"),
         "no survivors": (dict(star=pred, survivors=0), ValueError, "--survivors"),
         "fractional survivors": (dict(star=pred, survivors=2.5), ValueError, "--survivors"),
         "negative track separation": (
@@ -453,8 +454,9 @@ def test_cuda_and_cpu_give_the_same_poses(tiny_entry):
 
 
 def test_default_refinement_records_rounds_and_weighting(tiny_entry, tmp_path):
-    """The default (other half's map): FSC-weighted, two rounds, both recorded; rounds=1 and
-    weighting='none' give other answers and say so; a user's map is one round, unweighted."""
+    """The default (other half's map): FSC-weighted, two rounds, solvent masked, all recorded;
+    rounds=1, weighting='none' and reference_mask='none' give other answers and say so; a user's
+    map is one round, unweighted."""
     root, name = tiny_entry
     e = root / name
     pred = perturbed_star(e, 1, tmp_path / "pred.star", jitter_deg=10.0)
@@ -463,6 +465,7 @@ def test_default_refinement_records_rounds_and_weighting(tiny_entry, tmp_path):
         "default": {},
         "one round": {"rounds": 1},
         "unweighted": {"weighting": "none", "rounds": 1},
+        "unmasked": {"reference_mask": "none"},
         "user map": {"reference": e / "gt_map.mrc", "band_limit_A": 6.0},
     }.items():
         out = tmp_path / f"{key.replace(' ', '_')}.star"
@@ -480,9 +483,14 @@ def test_default_refinement_records_rounds_and_weighting(tiny_entry, tmp_path):
     assert s1["rounds"] == 1 and "cespedRefinementRound2Reference" not in b1
     su, bu, _ = outs["unweighted"]
     assert su["weighting"] == "none" and bu["cespedRefinementReferenceWeighting"] == "none"
-    assert len({v[2] for v in outs.values()}) == 4  # each choice changes the answer
+    assert b["cespedRefinementReferenceMask"].startswith("auto") and "% of the box" in b["cespedRefinementReferenceMask"]
+    assert b["cespedRefinementRound2ReferenceMask"].startswith("auto") and s["reference_mask"].startswith("auto")
+    sn, bn, _ = outs["unmasked"]
+    assert bn["cespedRefinementReferenceMask"] == "none" == bn["cespedRefinementRound2ReferenceMask"]
+    assert len({v[2] for v in outs.values()}) == 5  # each choice changes the answer
     sm, bm, _ = outs["user map"]
     assert sm["rounds"] == 1 and sm["weighting"] == "none"  # a user's map has no FSC
+    assert bm["cespedRefinementReferenceMask"].startswith("auto")  # a user's map is masked too
 
 
 def test_fsc_weighted_is_the_wiener_filter_of_the_split_fsc():
