@@ -23,9 +23,10 @@ Figures (one JSON line each, also appended to ``benchmarks/results/refinement_<d
    nearest start, their gain and confidence against the rest's, whether the global path's answer
    scores higher, whether their error is a mirror-like 180° turn.
 3. ``pipeline_*`` (``--pipeline``): ``refine_star`` as a user calls it, from the same
-   candidates: its defaults (the reference weighted by its FSC, a second round against that map
-   plus the refined particles at their first-round poses, 4 local-search survivors) against one
-   survivor, one round and one unweighted round; whole calls, reference maps built.
+   candidates: its defaults (the reference weighted by its FSC and its solvent masked, a second
+   round against that map plus the refined particles at their first-round poses, 4 local-search
+   survivors) against an unmasked reference (``no_mask``), one survivor, one round and one
+   unweighted round; whole calls, reference maps built.
    ``pipeline_true_map_from_default_*``: the default's answers refined once more against the
    entry's true map (a diagnostic of how much of the remaining error is the reference's noise,
    not a method).

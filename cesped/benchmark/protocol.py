@@ -45,12 +45,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from cesped import settings
 from cesped.benchmark import records as rec
 
 __all__ = ["ProtocolConfig", "run_protocol", "random_poses_record", "RANDOM_METHOD"]
@@ -521,20 +523,31 @@ def _user_predictions(cfg: ProtocolConfig, entry: str, seed: int) -> dict[int, s
     return preds
 
 
-def portable_paths(obj, root: Path):
-    """``obj`` (nested dicts, lists, strings) with every path string under ``root`` made relative to it.
+#: What a record writes for the benchmark directory where a path under it appears inside a string
+#: (the refinement's description of its reference map, a training config's ``benchmark_dir``).
+BENCHMARK_DIR_TOKEN = "$CESPED_BENCHMARK_DIR"
+
+
+def portable_paths(obj, root: Path, benchmark_dir=None):
+    """``obj`` (nested dicts, lists, strings) with no machine path of the run's directories.
 
     Records keep the files of a run (checkpoints, predictions) as paths relative to the protocol's
-    ``outdir``, so that no machine path of the run's directory travels with a shared record; paths
-    outside it (a user's own prediction files) are kept as given.
+    ``outdir``, so that no machine path of the run's directory travels with a shared record: a
+    string that starts with ``root/`` loses that prefix. Paths outside it (a user's own prediction
+    files) are kept as given, except that the benchmark directory ``benchmark_dir`` (the entries),
+    wherever it occurs in a string, is written :data:`BENCHMARK_DIR_TOKEN`.
     """
     prefix = Path(root).resolve().as_posix().rstrip("/") + "/"
+    bench = None if benchmark_dir is None else Path(benchmark_dir).resolve().as_posix().rstrip("/")
     if isinstance(obj, str):
-        return obj[len(prefix) :] if obj.startswith(prefix) else obj
+        out = obj[len(prefix) :] if obj.startswith(prefix) else obj
+        if bench:
+            out = re.sub(re.escape(bench) + r"(?=/|$|\s|\))", lambda _: BENCHMARK_DIR_TOKEN, out)
+        return out
     if isinstance(obj, dict):
-        return {k: portable_paths(v, root) for k, v in obj.items()}
+        return {k: portable_paths(v, root, benchmark_dir) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(portable_paths(v, root) for v in obj)
+        return type(obj)(portable_paths(v, root, benchmark_dir) for v in obj)
     return obj
 
 
@@ -606,19 +619,20 @@ def run_protocol(cfg: ProtocolConfig) -> list[Path]:
                 timings[what] = None if any(v is None for v in vals) else float(sum(vals))
             if kind == "trained":
                 timings["resumed"] = [halves[h].get("resumed") for h in (0, 1)]
+            bench = settings.benchmark_dir(cfg.benchmark_dir)
             record = rec.new_record(
                 entry,
                 seed,
                 cfg.method,
                 kind,
-                portable_paths(mconf, cfg.outdir),
+                portable_paths(mconf, cfg.outdir, bench),
                 checksum,
                 metrics,
                 angular,
                 timings,
                 portable_paths({f"half{h}": str(preds[h]) for h in (0, 1)}, cfg.outdir),
                 cfg.command,
-                refined=portable_paths(refined, cfg.outdir),
+                refined=portable_paths(refined, cfg.outdir, bench),
             )
             rec.write_record(path, record)
             _log(f"{entry} seed {seed}: MAnE {metrics.get('MAnE_deg'):.2f} deg, record {path}")

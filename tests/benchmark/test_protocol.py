@@ -450,6 +450,11 @@ def test_refine_records_raw_and_refined_metrics_and_resumes(tiny_bench, user_pre
         )
         assert ref["angular"][f"half{h}"]["MAnE"] == pytest.approx(want["MAnE"], rel=1e-12)
         assert ref["refinement"][f"half{h}"]["n"] == len(ev)
+        # the reference map's description names the entries' directory by its token, not its path
+        assert ref["refinement"][f"half{h}"]["reference"].startswith(
+            f"native reconstruction of $CESPED_BENCHMARK_DIR/tinyA/particles_{1 - h}.star"
+        )
+    assert str(Path(tiny_bench).resolve()) not in path.read_text()
     m = ref["metrics"]
     assert m["MAnE_deg"] == pytest.approx(
         0.5 * (ref["angular"]["half0"]["MAnE"] + ref["angular"]["half1"]["MAnE"]), rel=1e-12
@@ -469,3 +474,24 @@ def test_refine_records_raw_and_refined_metrics_and_resumes(tiny_bench, user_pre
     calls.clear()
     assert main(args) == 0
     assert calls == [] and read_record(path)["refined"]["metrics"]["MAnE_deg"] == m["MAnE_deg"]
+
+
+def test_portable_paths_strip_the_outdir_and_name_the_benchmark_dir(tmp_path):
+    from cesped.benchmark.protocol import BENCHMARK_DIR_TOKEN, portable_paths
+
+    out, bench = tmp_path / "out", tmp_path / "bench"
+    obj = {
+        "a": f"{out}/runs/x.star",
+        "b": [f"map of {bench}/e/particles_1.star (C1)", f"{bench}", f"({bench})"],
+        "c": (f"{bench}2/e.star", "/elsewhere/p.star", 3),
+    }
+    got = portable_paths(obj, out, bench)
+    assert got["a"] == "runs/x.star"
+    assert got["b"] == [
+        f"map of {BENCHMARK_DIR_TOKEN}/e/particles_1.star (C1)",
+        BENCHMARK_DIR_TOKEN,
+        f"({BENCHMARK_DIR_TOKEN})",
+    ]
+    assert got["c"] == (f"{bench}2/e.star", "/elsewhere/p.star", 3)  # another directory is not it
+    assert portable_paths(obj, out)["b"][0] == obj["b"][0]
+
