@@ -524,8 +524,11 @@ def _user_predictions(cfg: ProtocolConfig, entry: str, seed: int) -> dict[int, s
 
 
 #: What a record writes for the benchmark directory where a path under it appears inside a string
-#: (the refinement's description of its reference map, a training config's ``benchmark_dir``).
+#: (the refinement's description of its reference map, a training config's ``benchmark_dir``, the
+#: command's ``benchmark_dir=``).
 BENCHMARK_DIR_TOKEN = "$CESPED_BENCHMARK_DIR"
+#: The same for the protocol's ``outdir`` inside a string (the command's ``outdir=``).
+OUTDIR_TOKEN = "$OUTDIR"
 
 
 def portable_paths(obj, root: Path, benchmark_dir=None):
@@ -533,16 +536,19 @@ def portable_paths(obj, root: Path, benchmark_dir=None):
 
     Records keep the files of a run (checkpoints, predictions) as paths relative to the protocol's
     ``outdir``, so that no machine path of the run's directory travels with a shared record: a
-    string that starts with ``root/`` loses that prefix. Paths outside it (a user's own prediction
-    files) are kept as given, except that the benchmark directory ``benchmark_dir`` (the entries),
-    wherever it occurs in a string, is written :data:`BENCHMARK_DIR_TOKEN`.
+    string that starts with ``root/`` loses that prefix, and ``root`` elsewhere in a string is
+    written :data:`OUTDIR_TOKEN`. Paths outside it (a user's own prediction files) are kept as
+    given, except that the benchmark directory ``benchmark_dir`` (the entries), wherever it occurs
+    in a string, is written :data:`BENCHMARK_DIR_TOKEN`.
     """
-    prefix = Path(root).resolve().as_posix().rstrip("/") + "/"
+    top = Path(root).resolve().as_posix().rstrip("/")
+    prefix = top + "/"
     bench = None if benchmark_dir is None else Path(benchmark_dir).resolve().as_posix().rstrip("/")
     if isinstance(obj, str):
         out = obj[len(prefix) :] if obj.startswith(prefix) else obj
-        if bench:
-            out = re.sub(re.escape(bench) + r"(?=/|$|\s|\))", lambda _: BENCHMARK_DIR_TOKEN, out)
+        for path, token in ((bench, BENCHMARK_DIR_TOKEN), (top, OUTDIR_TOKEN)):
+            if path:
+                out = re.sub(re.escape(path) + r"(?=/|$|\s|\))", lambda _, t=token: t, out)
         return out
     if isinstance(obj, dict):
         return {k: portable_paths(v, root, benchmark_dir) for k, v in obj.items()}
@@ -565,6 +571,8 @@ def run_protocol(cfg: ProtocolConfig) -> list[Path]:
     from cesped.data.local import ensure_entry
 
     out = []
+    bench = settings.benchmark_dir(cfg.benchmark_dir)
+    command = _record_command(cfg)
     for entry in cfg.entries:
         entry_dir = ensure_entry(entry, 0, cfg.benchmark_dir)
         ensure_entry(entry, 1, cfg.benchmark_dir)
@@ -619,7 +627,6 @@ def run_protocol(cfg: ProtocolConfig) -> list[Path]:
                 timings[what] = None if any(v is None for v in vals) else float(sum(vals))
             if kind == "trained":
                 timings["resumed"] = [halves[h].get("resumed") for h in (0, 1)]
-            bench = settings.benchmark_dir(cfg.benchmark_dir)
             record = rec.new_record(
                 entry,
                 seed,
@@ -631,7 +638,7 @@ def run_protocol(cfg: ProtocolConfig) -> list[Path]:
                 angular,
                 timings,
                 portable_paths({f"half{h}": str(preds[h]) for h in (0, 1)}, cfg.outdir),
-                cfg.command,
+                command,
                 refined=portable_paths(refined, cfg.outdir, bench),
             )
             rec.write_record(path, record)
@@ -642,12 +649,21 @@ def run_protocol(cfg: ProtocolConfig) -> list[Path]:
                 _log(f"{entry}: random-poses reference")
                 wd = cfg.outdir / "runs" / rec.slug(RANDOM_METHOD) / rec.slug(entry)
                 r = random_poses_record(
-                    entry, cfg.benchmark_dir, wd, 0, cfg.n_cpus, cfg.device, checksum, cfg.command
+                    entry, cfg.benchmark_dir, wd, 0, cfg.n_cpus, cfg.device, checksum, command
                 )
                 rec.write_record(rpath, r)
         if cfg.floor_reference:
             _floor_record(cfg, entry, entry_dir, checksum)
     return out
+
+
+def _record_command(cfg: ProtocolConfig):
+    """The command a record stores: ``cfg.command`` (default: this process's ``sys.argv``) with no
+    machine path of the run's directories (:func:`portable_paths`)."""
+    import sys
+
+    cmd = sys.argv if cfg.command is None else cfg.command
+    return portable_paths(list(cmd), cfg.outdir, settings.benchmark_dir(cfg.benchmark_dir))
 
 
 def _floor_record(cfg: ProtocolConfig, entry: str, entry_dir: Path, checksum: str) -> None:
@@ -661,6 +677,8 @@ def _floor_record(cfg: ProtocolConfig, entry: str, entry_dir: Path, checksum: st
         return
     _log(f"{entry}: image-limited floor reference")
     wd = cfg.outdir / "runs" / rec.slug(FLOOR_METHOD) / rec.slug(entry)
-    r = floor_poses_record(entry, cfg.benchmark_dir, wd, cfg.n_cpus, cfg.device, checksum, cfg.command)
+    r = floor_poses_record(
+        entry, cfg.benchmark_dir, wd, cfg.n_cpus, cfg.device, checksum, _record_command(cfg)
+    )
     rec.write_record(fpath, r)
     _log(f"{entry}: image-limited floor MAnE {r['metrics'].get('MAnE_deg'):.2f} deg, record {fpath}")

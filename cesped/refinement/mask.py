@@ -105,7 +105,10 @@ def solvent_mask(
     lp = gaussian_lowpass(vol, pixel_size, lowpass_A)
     med = float(np.median(lp[sphere]))
     sd = 1.4826 * float(np.median(np.abs(lp[sphere] - med)))
-    what = f"auto (low-pass {lowpass_A:g} Å, median + {sigmas:g} robust sd, +{extend_A:g} Å, soft {soft_A:g} Å)"
+    what = (
+        f"auto (low-pass {lowpass_A:g} Å, median + {sigmas:g} robust sd, +{extend_A:g} Å, "
+        f"soft {soft_A:g} Å)"
+    )
     region = (lp > med + sigmas * sd) & sphere
     if not region.any() or sd <= 0:
         return SolventMask(None, 0.0, f"{what}: nothing above the threshold; reference unmasked")
@@ -117,9 +120,8 @@ def solvent_mask(
     grown = ndi.distance_transform_edt(~region) * pixel_size <= max(extend_A, pixel_size)
     covered = float(grown[sphere].mean())
     if covered > MAX_SPHERE_FRACTION:
-        return SolventMask(
-            None, 0.0, f"{what}: covers {covered:.0%} of the sphere (> {MAX_SPHERE_FRACTION:.0%}); reference unmasked"
-        )
+        why = f"covers {covered:.0%} of the sphere (> {MAX_SPHERE_FRACTION:.0%})"
+        return SolventMask(None, 0.0, f"{what}: {why}; reference unmasked")
     mask = extend_soft(region, pixel_size, max(extend_A, pixel_size), max(soft_A, pixel_size))
     frac = float(mask.mean())
     return SolventMask(mask, frac, f"{what}: {frac:.1%} of the box")

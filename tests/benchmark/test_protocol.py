@@ -454,7 +454,9 @@ def test_refine_records_raw_and_refined_metrics_and_resumes(tiny_bench, user_pre
         assert ref["refinement"][f"half{h}"]["reference"].startswith(
             f"native reconstruction of $CESPED_BENCHMARK_DIR/tinyA/particles_{1 - h}.star"
         )
-    assert str(Path(tiny_bench).resolve()) not in path.read_text()
+    text = path.read_text()
+    assert str(Path(tiny_bench).resolve()) not in text and str(tmp_path.resolve()) not in text
+    assert "benchmark_dir=$CESPED_BENCHMARK_DIR" in r["command"] and "outdir=$OUTDIR" in r["command"]
     m = ref["metrics"]
     assert m["MAnE_deg"] == pytest.approx(
         0.5 * (ref["angular"]["half0"]["MAnE"] + ref["angular"]["half1"]["MAnE"]), rel=1e-12
@@ -477,16 +479,18 @@ def test_refine_records_raw_and_refined_metrics_and_resumes(tiny_bench, user_pre
 
 
 def test_portable_paths_strip_the_outdir_and_name_the_benchmark_dir(tmp_path):
-    from cesped.benchmark.protocol import BENCHMARK_DIR_TOKEN, portable_paths
+    from cesped.benchmark.protocol import BENCHMARK_DIR_TOKEN, OUTDIR_TOKEN, portable_paths
 
     out, bench = tmp_path / "out", tmp_path / "bench"
     obj = {
         "a": f"{out}/runs/x.star",
+        "o": [f"outdir={out}", f"{out}x/y"],
         "b": [f"map of {bench}/e/particles_1.star (C1)", f"{bench}", f"({bench})"],
         "c": (f"{bench}2/e.star", "/elsewhere/p.star", 3),
     }
     got = portable_paths(obj, out, bench)
     assert got["a"] == "runs/x.star"
+    assert got["o"] == [f"outdir={OUTDIR_TOKEN}", f"{out}x/y"]
     assert got["b"] == [
         f"map of {BENCHMARK_DIR_TOKEN}/e/particles_1.star (C1)",
         BENCHMARK_DIR_TOKEN,
