@@ -214,9 +214,9 @@ def _refine_half(entry: str, half: int, pred: Path, benchmark_dir, device: str) 
             "cespedRefinementRounds": str(DEFAULT_ROUNDS),
             "cespedRefinementReferenceWeighting": "fsc",
             "cespedRefinementTrackSeparationDeg": str(float(DEFAULT_TRACK_SEPARATION)),
+            "cespedRefinementReferenceMask": DEFAULT_REFERENCE_MASK,  # its note starts with the mode
         }
-        masked = str(meta.get("cespedRefinementReferenceMask", "")).startswith(DEFAULT_REFERENCE_MASK)
-        if masked and all(str(meta.get(k)) == v for k, v in current.items()):
+        if all(str(meta.get(k)).split(" ")[0] == v for k, v in current.items()):
             _log(f"half-set {half}: reusing {out}")
             return out
         _log(f"half-set {half}: {out} was made with another search; refining again")

@@ -46,6 +46,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -572,7 +573,7 @@ def run_protocol(cfg: ProtocolConfig) -> list[Path]:
 
     out = []
     bench = settings.benchmark_dir(cfg.benchmark_dir)
-    command = _record_command(cfg)
+    command = _record_command(cfg, bench)
     for entry in cfg.entries:
         entry_dir = ensure_entry(entry, 0, cfg.benchmark_dir)
         ensure_entry(entry, 1, cfg.benchmark_dir)
@@ -657,13 +658,12 @@ def run_protocol(cfg: ProtocolConfig) -> list[Path]:
     return out
 
 
-def _record_command(cfg: ProtocolConfig):
+def _record_command(cfg: ProtocolConfig, bench: Path) -> list[str]:
     """The command a record stores: ``cfg.command`` (default: this process's ``sys.argv``) with no
-    machine path of the run's directories (:func:`portable_paths`)."""
-    import sys
-
+    machine path of the run's directories (:func:`portable_paths`; ``bench``: the resolved
+    benchmark directory)."""
     cmd = sys.argv if cfg.command is None else cfg.command
-    return portable_paths(list(cmd), cfg.outdir, settings.benchmark_dir(cfg.benchmark_dir))
+    return portable_paths(list(cmd), cfg.outdir, bench)
 
 
 def _floor_record(cfg: ProtocolConfig, entry: str, entry_dir: Path, checksum: str) -> None:
@@ -678,7 +678,13 @@ def _floor_record(cfg: ProtocolConfig, entry: str, entry_dir: Path, checksum: st
     _log(f"{entry}: image-limited floor reference")
     wd = cfg.outdir / "runs" / rec.slug(FLOOR_METHOD) / rec.slug(entry)
     r = floor_poses_record(
-        entry, cfg.benchmark_dir, wd, cfg.n_cpus, cfg.device, checksum, _record_command(cfg)
+        entry,
+        cfg.benchmark_dir,
+        wd,
+        cfg.n_cpus,
+        cfg.device,
+        checksum,
+        _record_command(cfg, settings.benchmark_dir(cfg.benchmark_dir)),
     )
     rec.write_record(fpath, r)
     _log(f"{entry}: image-limited floor MAnE {r['metrics'].get('MAnE_deg'):.2f} deg, record {fpath}")

@@ -117,11 +117,10 @@ def solvent_mask(
         sizes = ndi.sum(region, labels, index=np.arange(1, count + 1))
         keep = np.flatnonzero(sizes >= min_island * sizes.max()) + 1
         region = np.isin(labels, keep)
-    grown = ndi.distance_transform_edt(~region) * pixel_size <= max(extend_A, pixel_size)
-    covered = float(grown[sphere].mean())
+    mask = extend_soft(region, pixel_size, max(extend_A, pixel_size), max(soft_A, pixel_size))
+    covered = float((mask[sphere] == 1.0).mean())  # the extended region, edge excluded
     if covered > MAX_SPHERE_FRACTION:
         why = f"covers {covered:.0%} of the sphere (> {MAX_SPHERE_FRACTION:.0%})"
         return SolventMask(None, 0.0, f"{what}: {why}; reference unmasked")
-    mask = extend_soft(region, pixel_size, max(extend_A, pixel_size), max(soft_A, pixel_size))
     frac = float(mask.mean())
     return SolventMask(mask, frac, f"{what}: {frac:.1%} of the box")

@@ -152,7 +152,7 @@ def _refine_predictions(cfg: DictConfig, pred: Path, half: int, device: str) -> 
     """``predictions_{half}_refined.star`` beside ``pred``: projection matching of the predicted
     half against the map of the training half's ground-truth poses (:func:`refine_star`'s default;
     no label of the predicted half is read). Options in ``cfg.refinement``."""
-    from cesped.refinement.api import refine_star
+    from cesped.refinement.api import DEFAULT_REFERENCE_MASK, refine_star
 
     rc = cfg.get("refinement") or {}
     top_k = rc.get("top_k") or (cfg.get("prediction") or {}).get("top_k") or 1
@@ -169,7 +169,7 @@ def _refine_predictions(cfg: DictConfig, pred: Path, half: int, device: str) -> 
         global_top=rc.get("global_top"),
         rounds=rc.get("rounds"),
         weighting=str(rc.get("weighting") or "fsc"),
-        reference_mask=str(rc.get("reference_mask") or "auto"),
+        reference_mask=str(rc.get("reference_mask") or DEFAULT_REFERENCE_MASK),
         **({"survivors": int(rc["survivors"])} if rc.get("survivors") is not None else {}),
         **(
             {"track_separation_deg": float(rc["track_separation_deg"])}
