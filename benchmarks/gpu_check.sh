@@ -24,6 +24,10 @@ if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1
     echo "gpu_check: no CUDA device (torch.cuda.is_available() is False): skipped"
     exit 0
 fi
+if ! "$PY" -c "import importlib.resources as r, sys; sys.exit(0 if r.files('cesped.configs').joinpath('train.yaml').is_file() else 1)" 2>/dev/null; then
+    echo "gpu_check: cesped is not installed for $PY (its Hydra configs ship as the package cesped.configs only through pip): run '$PY -m pip install --no-deps -e .' first"
+    exit 1
+fi
 mkdir -p benchmarks/results
 OUT="benchmarks/results/gpu_$(date -u +%Y-%m-%d_%H%M).jsonl"
 WORK=$(mktemp -d)
