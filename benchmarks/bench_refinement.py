@@ -227,7 +227,12 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--global-top",
         default="0,4",
-        help="comma list of global-search starts to compare on the same stand-ins (0: candidates only)",
+        help="comma list of global-search starts to compare on the same stand-ins (0: candidates only; "
+        "'none': skip these rows, e.g. with --pipeline --variants)",
+    )
+    ap.add_argument(
+        "--variants",
+        help="with --pipeline: comma list of the variants to run (default: all; e.g. default,c1_search)",
     )
     ap.add_argument(
         "--predictions", help="a predictions star of half 1 (+ <stem>_topk.npz) instead of stand-ins"
@@ -396,7 +401,8 @@ def main(argv=None) -> int:
     fl = floor.get("shifts_searched")
     o_true = parts[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(np.float64)
     runs = {}
-    for gtop in [int(x) for x in args.global_top.split(",")]:
+    tops = [] if args.global_top.strip().lower() == "none" else [int(x) for x in args.global_top.split(",")]
+    for gtop in tops:
         tag = f"global{gtop}"
         w0, c0, l0 = time.perf_counter(), cpu_seconds(), load()
         res = refine_particles(images, parts, ref.volume, px, cand, config, global_top=gtop)
@@ -587,12 +593,21 @@ def pipeline(args, emit, entry, st, parts, cand, r_true, fl, stand_ins) -> None:
         variants = {
             "default": {},
             "no_mask": {"reference_mask": "none"},
+            **({"c1_search": {"symmetric_search": False}} if _symmetry_of(entry) != "C1" else {}),
             "one_survivor": {"survivors": 1},
             "one_round": {"rounds": 1},
             "one_round_unweighted": {"rounds": 1, "weighting": "none"},
             "true_map_from_default": {"reference": gt_map, "global_top": 0, "top_k": 1},
             **({"more_search": {"global_top": 8, "survivors": 8}} if args.more_search else {}),
         }
+        if args.variants:
+            wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
+            unknown = [v for v in wanted if v not in variants]
+            if unknown:
+                raise ValueError(f"--variants: unknown {unknown}; known: {list(variants)}")
+            if "true_map_from_default" in wanted and "default" not in wanted:
+                raise ValueError("--variants: true_map_from_default needs default (it starts from its answers)")
+            variants = {k: v for k, v in variants.items() if k in wanted}
         for tag, kw in variants.items():
             out = Path(tmp) / f"refined_{tag}.star"
             star_in = pred
@@ -623,6 +638,7 @@ def pipeline(args, emit, entry, st, parts, cand, r_true, fl, stand_ins) -> None:
                 "global_top": summary["global_top"],
                 "survivors": summary["survivors"],
                 "reference_mask": summary["reference_mask"],
+                "search_symmetry": summary["search_symmetry"],
                 "stand_ins": stand_ins,
             }
             emit_accuracy(emit, f"pipeline_{tag}", err, fl, **common)

@@ -216,7 +216,8 @@ def _refine_half(entry: str, half: int, pred: Path, benchmark_dir, device: str) 
             "cespedRefinementTrackSeparationDeg": str(float(DEFAULT_TRACK_SEPARATION)),
             "cespedRefinementReferenceMask": DEFAULT_REFERENCE_MASK,  # its note starts with the mode
         }
-        if all(str(meta.get(k)).split(" ")[0] == v for k, v in current.items()):
+        same = all(str(meta.get(k)).split(" ")[0] == v for k, v in current.items())
+        if same and "cespedRefinementSearchSymmetry" in meta:  # made by the symmetry-aware search
             _log(f"half-set {half}: reusing {out}")
             return out
         _log(f"half-set {half}: {out} was made with another search; refining again")

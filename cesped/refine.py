@@ -18,8 +18,8 @@ A second round (``--rounds 2``, the default with this reference) refines the fir
 answers against the map of the other half-set together with this half-set's images at their
 first-round poses (twice the particles, still no label of this half). Every particle's
 starts are its candidates, their mirror-view and in-plane half-turn hypotheses and (``--global-top
-G``, default 4) the G best rotations of an exhaustive SO(3) grid search (``--order``) against the
-same reference, so that a particle whose candidates are all far from its pose is still found; the
+G``, default 8) the G best rotations of an exhaustive SO(3) grid search (``--order``) against the
+same reference, chosen apart from each other's symmetry mates (``--c1-search``: as for C1), so that a particle whose candidates are all far from its pose is still found; the
 start each answer came from is written per particle (``cespedRefinementStart``). ``--global``
 ignores the star's poses: exhaustive SO(3) search then local refinement against the entry's true
 map (``gt_map.mrc`` of a simulated entry), the image-limited floor. The refined angles, origins
@@ -61,13 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--global-top",
         type=int,
-        help="global-search starts added to each particle's candidates (default 4; 0: candidates only)",
+        help="global-search starts added to each particle's candidates (default 8; 0: candidates only)",
     )
     p.add_argument(
         "--survivors",
         type=int,
-        default=4,
-        help="local-search tracks kept through every level (default 4; 1: fastest, as before session 9)",
+        default=None,
+        help="local-search tracks kept through every level (default 8; 1: fastest, as before session 9)",
     )
     p.add_argument(
         "--track-separation",
@@ -103,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto (default): flatten the reference's solvent with a soft mask made from that map "
         "alone (not the true map of --global); none: the map as it is",
     )
+    p.add_argument(
+        "--c1-search",
+        dest="symmetric_search",
+        action="store_false",
+        help="search as if the map had no symmetry (default: the entry's point group, so that the "
+        "global starts and the tracks are not symmetry mates of each other)",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument(
         "--threads", type=int, default=1, help="CPU threads (default 1: least CPU time; run one per core)"
@@ -137,8 +144,9 @@ def main(argv=None) -> int:
             threads=args.threads,
             rounds=args.rounds,
             weighting=args.weighting,
-            survivors=args.survivors,
+            **({} if args.survivors is None else {"survivors": args.survivors}),
             reference_mask=args.reference_mask,
+            symmetric_search=args.symmetric_search,
             **({} if args.track_separation is None else {"track_separation_deg": args.track_separation}),
         )
     except (ValueError, OSError) as e:  # bad input, a file that cannot be read or written

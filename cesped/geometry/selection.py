@@ -12,7 +12,12 @@ import torch
 
 
 def distinct_top(
-    scores: torch.Tensor, rotmats: torch.Tensor, k: int, min_deg: float, fill: str = "best"
+    scores: torch.Tensor,
+    rotmats: torch.Tensor,
+    k: int,
+    min_deg: float,
+    fill: str = "best",
+    group: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Positions of the ``k`` best rotations of each row that are at least ``min_deg`` apart.
 
@@ -33,6 +38,11 @@ def distinct_top(
         A row with fewer than ``k`` rotations that far apart fills its remaining places with its
         best one again (``"best"``) or with its best rotations not chosen yet, in decreasing
         score, however close (``"next"``; needs ``k <= M``).
+    group : torch.Tensor, optional
+        ``(G, 3, 3)`` the point group acting on the labels from the left
+        (:func:`cesped.geometry.symmetry.symmetry_matrices`): distances are then taken to the
+        nearest symmetry mate, ``min_g d(g · S, R)``, so that two mates (one pose of a symmetric
+        particle) are never both chosen. None: C1.
 
     Returns
     -------
@@ -57,6 +67,10 @@ def distinct_top(
     order = scores.argsort(1, descending=True)
     rots = torch.gather(rotmats, 1, order[:, :, None, None].expand(-1, -1, 3, 3))
     cos_min = math.cos(math.radians(float(min_deg)))
+    if group is not None:
+        group = torch.as_tensor(group).to(device=dev, dtype=rotmats.dtype)
+        if group.ndim != 3 or group.shape[1:] != (3, 3):
+            raise ValueError(f"distinct_top: group must be (G, 3, 3), got {tuple(group.shape)}")
     chosen = torch.zeros((n, k), dtype=torch.long, device=dev)  # positions into the sorted order
     count = torch.zeros(n, dtype=torch.long, device=dev)
     slots = torch.arange(k, device=dev)[None]
@@ -64,7 +78,10 @@ def distinct_top(
     for j in range(m):
         r = rots[:, j]  # (N, 3, 3)
         sel = rots[rows[:, None], chosen]  # (N, k, 3, 3)
-        tr = (sel * r[:, None]).sum((-2, -1))  # trace(Sᵀ R)
+        if group is None:
+            tr = (sel * r[:, None]).sum((-2, -1))  # trace(Sᵀ R)
+        else:  # the nearest mate: max_g trace((g S)ᵀ R)
+            tr = ((group[None, None] @ sel[:, :, None]) * r[:, None, None]).sum((-2, -1)).amax(-1)
         close = ((tr - 1) / 2 > cos_min) & (slots < count[:, None])
         ok = ~close.any(1) & (count < k)
         chosen[ok, count[ok]] = j

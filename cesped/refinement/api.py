@@ -42,13 +42,17 @@ CONFIDENCE = ("rlnMaxValueProbDistribution", "rlnParticleFigureOfMerit")
 #: Per-particle column of a refined star: the start its answer was refined from
 #: (:func:`cesped.refinement.local.start_labels`: ``candidate<i>[+mirror|+halfturn]`` or ``global<j>``).
 START = "cespedRefinementStart"
-#: Global-search starts added to every particle's candidates by default (``--global-top``).
-DEFAULT_GLOBAL_TOP = 4
+#: Global-search starts added to every particle's candidates by default (``--global-top``);
+#: 8 since session 12 (4 before): with the symmetry-aware search, on the demo stand-ins of
+#: synth_4e43 8 starts and 8 survivors took the fraction above 150° from 0.75 % to 0.40 % for
+#: 1.3x the CPU time (``benchmarks/bench_refinement.py --pipeline --more-search``).
+DEFAULT_GLOBAL_TOP = 8
 #: Rounds of a refinement against the default reference (``--rounds``; 2: the second round's
 #: reference also holds the refined half's particles at their first-round poses).
 DEFAULT_ROUNDS = 2
-#: Tracks of the local search that go through every level (``--survivors``; :class:`LocalConfig`).
-DEFAULT_SURVIVORS = 4
+#: Tracks of the local search that go through every level (``--survivors``; :class:`LocalConfig`);
+#: 8 since session 12 (4 before), with :data:`DEFAULT_GLOBAL_TOP`.
+DEFAULT_SURVIVORS = 8
 #: Smallest distance between the first level's tracks, degrees (``--track-separation``;
 #: :class:`LocalConfig`; 0: the plain best starts): twice the first level's step, so that the
 #: neighbouring top-K cells of one mode do not take every track (session 10).
@@ -56,7 +60,7 @@ DEFAULT_TRACK_SEPARATION = 16.0
 #: Solvent mask of the reference (``--reference-mask``): "auto", made from the map itself
 #: (:func:`cesped.refinement.mask.solvent_mask`), or "none".
 DEFAULT_REFERENCE_MASK = "auto"
-_FLOOR_VERSION = 2
+_FLOOR_VERSION = 3  # 3: the grid search knows the entry's symmetry and chooses among more rotations
 _FLOOR_TOP = 8  # global-search starts of the floor (floor_particles' default top)
 _FLOOR_SURVIVORS = 4  # of which go through every level of the local search
 _TRUTH_START_DEG = 5.0  # distance of the floor's second start from the true pose
@@ -285,7 +289,7 @@ def _run_chunks_on(images, parts, volume, px, device, chunk, work):
     }
 
 
-def _global_starts(ref, batch, radius, order, shift_radius_px, top, origins_px=None):
+def _global_starts(ref, batch, radius, order, shift_radius_px, top, origins_px=None, symmetry="C1"):
     """The ``top`` best rotations per particle of the exhaustive SO(3) search of ``order`` at the
     band ``radius`` (:func:`cesped.refinement.global_search.global_candidates`); shared by the
     refinement's global starts and the floor."""
@@ -294,7 +298,14 @@ def _global_starts(ref, batch, radius, order, shift_radius_px, top, origins_px=N
 
     band = Band.make(batch.n, radius, device=batch.device)
     return global_candidates(
-        ref, batch, band, order=order, origins_px=origins_px, shift_radius_px=shift_radius_px, top=top
+        ref,
+        batch,
+        band,
+        order=order,
+        origins_px=origins_px,
+        shift_radius_px=shift_radius_px,
+        top=top,
+        symmetry=symmetry,
     )
 
 
@@ -353,7 +364,9 @@ def refine_particles(
     def work(ref, batch, rows):
         extra = None
         if global_top:
-            extra = _global_starts(ref, batch, radius, order, config.shift_radius_px, global_top)
+            extra = _global_starts(
+                ref, batch, radius, order, config.shift_radius_px, global_top, symmetry=config.symmetry
+            )
         return refine_batch(ref, batch, cand[rows], config, extra_starts=extra)
 
     return _run_chunks(images, parts, volume, pixel_size, device, chunk, work, threads)
@@ -396,7 +409,7 @@ def floor_particles(
         fixed = None
         if true_origins_A is not None:
             fixed = torch.as_tensor(np.asarray(true_origins_A)[rows] / pixel_size, dtype=torch.float32)
-        cand = _global_starts(ref, batch, radius, order, config.shift_radius_px, top, fixed)
+        cand = _global_starts(ref, batch, radius, order, config.shift_radius_px, top, fixed, config.symmetry)
         return refine_batch(ref, batch, cand, local, fixed_origins_px=fixed)
 
     return _run_chunks(images, parts, volume, pixel_size, device, chunk, work, threads)
@@ -465,6 +478,7 @@ def refine_star(
     survivors: int = DEFAULT_SURVIVORS,
     track_separation_deg: float = DEFAULT_TRACK_SEPARATION,
     reference_mask: str = DEFAULT_REFERENCE_MASK,
+    symmetric_search: bool = True,
 ) -> dict:
     """Refine the poses of a predictions star of one half-set and write the refined star.
 
@@ -520,10 +534,11 @@ def refine_star(
     survivors : int
         Tracks of the local search that go on after its first level, through every level (at
         least as many starts are kept through the first level); the answer is the best of them at
-        the finest band. 1 is the fastest; :data:`DEFAULT_SURVIVORS` (4) cost ~2x the CPU time and on
-        stand-ins of the demo's predictions lowered the refined MAnE of ``synth_6msm`` from 3.6° to
-        3.0° and of ``synth_4e43`` from 22° to 15° (session 9, ``benchmarks/bench_refinement.py``).
-        Recorded as ``cespedRefinementSurvivors``.
+        the finest band. 1 is the fastest; 4 cost ~2x the CPU time and on stand-ins of the demo's
+        predictions lowered the refined MAnE of ``synth_6msm`` from 3.6° to 3.0° and of
+        ``synth_4e43`` from 22° to 15° (session 9, ``benchmarks/bench_refinement.py``);
+        :data:`DEFAULT_SURVIVORS` (8, with 8 global starts) since session 12. Recorded as
+        ``cespedRefinementSurvivors``.
     track_separation_deg : float
         The first level's tracks are the best starts at least this far apart (degrees;
         :class:`LocalConfig`); recorded as ``cespedRefinementTrackSeparationDeg``.
@@ -534,6 +549,13 @@ def refine_star(
         as it is. Never applied to the true map of ``global_search``. Recorded as
         ``cespedRefinementReferenceMask`` (and ``cespedRefinementRound2ReferenceMask``),
         including a mask that could not be made (the reference then unmasked).
+    symmetric_search : bool
+        True (default): the search knows the entry's point group (its ``symmetry``): a map
+        reconstructed with that symmetry scores ``g · R`` exactly as ``R``, so the global
+        search's distinct starts and the first level's separated tracks are chosen apart from
+        each other's symmetry mates, not only from each other (:class:`LocalConfig`
+        ``symmetry``); False: as for C1 (mates can take several of the starts). Recorded as
+        ``cespedRefinementSearchSymmetry``.
 
     Returns
     -------
@@ -624,6 +646,7 @@ def refine_star(
     config = LocalConfig(
         band_radius=band_radius(ref.band_limit_A, box, px), shift_radius_px=shift_radius_px,
         survivors=survivors, keep=max(4, survivors), track_separation_deg=float(track_separation_deg),
+        symmetry=sym if symmetric_search else "C1",
     )
     config.check()
     weighted = weighting == "fsc" and bool(ref.fsc)
@@ -689,6 +712,7 @@ def refine_star(
         "cespedRefinementReferenceWeighting": "fsc" if weighted else "none",
         "cespedRefinementReferenceMask": mask_note,
         "cespedRefinementRounds": int(rounds),
+        "cespedRefinementSearchSymmetry": config.symmetry,
         **round2,
     }
     _write_refined(st, out, result, meta, labels)
@@ -704,6 +728,7 @@ def refine_star(
         "weighting": "fsc" if weighted else "none",
         "survivors": int(config.survivors),
         "reference_mask": mask_note,
+        "search_symmetry": config.symmetry,
         "out": str(out),
     }
 
@@ -776,7 +801,9 @@ def image_limited_floor(
         cached = True
     else:
         ref = load_reference_map(gt_map, box, px, 2.0 * px)
-        config = LocalConfig(band_radius=box // 2, shift_radius_px=shift_radius_px)
+        config = LocalConfig(
+            band_radius=box // 2, shift_radius_px=shift_radius_px, symmetry=_symmetry(edir, int(halfset))
+        )
         true_o = parts[list(ORIGINS)].to_numpy(np.float64) if true_shifts else None
         run = {"device": device, "chunk": chunk, "threads": threads}
         res = floor_particles(

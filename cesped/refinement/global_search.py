@@ -46,6 +46,7 @@ def global_candidates(
     top: int = 4,
     chunk: int = 64,
     grid_chunk: int = 8192,
+    symmetry: str = "C1",
 ) -> torch.Tensor:
     """Best ``top`` grid rotations of every particle of a batch.
 
@@ -59,7 +60,11 @@ def global_candidates(
         ``(N, 2)`` fixed RELION origins (px); default: the best of :func:`origin_grid`
         ``(shift_radius_px, shift_step_px)`` per rotation.
     top : int
-        Candidates per particle, at least two grid steps apart.
+        Candidates per particle, at least two grid steps apart (from each other's symmetry
+        mates too: a symmetric map scores ``g · R`` as ``R``, so the mates of one basin would
+        otherwise take several of the ``top`` places).
+    symmetry : str
+        Point group of the map (``"C1"``, ``"C2"``, ...).
 
     Returns
     -------
@@ -68,6 +73,7 @@ def global_candidates(
     """
     from cesped.geometry.selection import distinct_top
     from cesped.geometry.so3_grid import so3_grid_matrices
+    from cesped.geometry.symmetry import symmetry_matrices
 
     dev = batch.device
     grid = so3_grid_matrices(order).to(torch.float32)
@@ -77,7 +83,10 @@ def global_candidates(
     pr, pi, p2 = slices.real.T.contiguous(), slices.imag.T.contiguous(), (slices.abs() ** 2).T.contiguous()
     grid = grid.to(dev)
     shifts = None if origins_px is not None else origin_grid(shift_radius_px, shift_step_px).to(dev)
-    keep = max(4 * top, 16)
+    group = symmetry_matrices(symmetry, dtype=torch.float32, device=dev)
+    # the choice is made among the best ``keep`` grid rotations: 16 per start (and per mate), so
+    # that rows whose best rotations crowd one sharp basin still find ``top`` distinct ones
+    keep = min(max(16 * top, 64) * len(group), len(grid))
     out = []
     for s in range(0, len(batch), chunk):
         rows = torch.arange(s, min(s + chunk, len(batch)), device=dev)
@@ -92,6 +101,8 @@ def global_candidates(
             _, b = batch.terms(rows, torch.zeros((len(rows), 2), device=dev), band)
         g = gains_from(cross, b @ p2)
         val, idx = g.topk(min(keep, g.shape[1]), dim=1)
-        pos = distinct_top(val, grid[idx], top, 2 * grid_step_deg(order))
+        pos = distinct_top(
+            val, grid[idx], top, 2 * grid_step_deg(order), group=group if len(group) > 1 else None
+        )
         out.append(grid[torch.gather(idx, 1, pos)])
     return torch.cat(out)

@@ -69,6 +69,10 @@ class LocalConfig:
         ``c`` of the band radius ``min(band_radius, c / δ_rad)`` of each level.
     min_band_radius : float
         Smallest band radius of a level (cycles per box).
+    symmetry : str
+        Point group of the map (``"C1"``, ``"C2"``, ...): the tracks' separation and the global
+        search's distinct starts are measured to the nearest symmetry mate (a symmetric map
+        scores ``g · R`` exactly as ``R``: two mates are one pose, not two hypotheses).
     """
 
     band_radius: float
@@ -82,6 +86,7 @@ class LocalConfig:
     track_separation_deg: float = 0.0
     band_per_step: float = 1.5
     min_band_radius: float = 8.0
+    symmetry: str = "C1"
 
     def check(self) -> None:
         if not (self.band_radius > 0 and math.isfinite(self.band_radius)):
@@ -94,6 +99,9 @@ class LocalConfig:
             raise ValueError(f"steps_deg must be positive, got {self.steps_deg}")
         if min(int(self.iters_first), int(self.iters), int(self.keep), int(self.survivors)) < 1:
             raise ValueError("iters_first, iters, keep and survivors must be >= 1")
+        from cesped.geometry.symmetry import normalize_symmetry
+
+        normalize_symmetry(self.symmetry)
         bad = [h for h in self.hypotheses if h not in HYPOTHESES]
         if bad or not self.hypotheses:
             raise ValueError(f"unknown hypotheses {bad}; known: {list(HYPOTHESES)}")
@@ -217,7 +225,17 @@ def refine_batch(
     if config.track_separation_deg > 0:
         from cesped.geometry.selection import distinct_top
 
-        top = distinct_top(g0.reshape(n, s), starts, t, config.track_separation_deg, fill="next")  # (N, T)
+        from cesped.geometry.symmetry import symmetry_matrices
+
+        group = symmetry_matrices(config.symmetry, dtype=torch.float32, device=dev)
+        top = distinct_top(
+            g0.reshape(n, s),
+            starts,
+            t,
+            config.track_separation_deg,
+            fill="next",
+            group=group if len(group) > 1 else None,
+        )  # (N, T)
     else:
         top = g0.reshape(n, s).topk(t, dim=1).indices  # (N, T)
     track_r = _gather(starts, top)  # (N, T, 3, 3)

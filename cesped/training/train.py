@@ -170,6 +170,7 @@ def _refine_predictions(cfg: DictConfig, pred: Path, half: int, device: str) -> 
         rounds=rc.get("rounds"),
         weighting=str(rc.get("weighting") or "fsc"),
         reference_mask=str(rc.get("reference_mask") or DEFAULT_REFERENCE_MASK),
+        symmetric_search=bool(rc.get("symmetric_search", True)),
         **({"survivors": int(rc["survivors"])} if rc.get("survivors") is not None else {}),
         **(
             {"track_separation_deg": float(rc["track_separation_deg"])}

@@ -16,12 +16,13 @@ def _angle(a, b):
     return math.degrees(math.acos(max(-1.0, min(1.0, float(c)))))
 
 
-def _brute(scores, rots, k, min_deg):
+def _brute(scores, rots, k, min_deg, group=None):
+    group = [torch.eye(3, dtype=rots.dtype)] if group is None else list(group)
     out = []
     for s, r in zip(scores, rots):
         picks = []
         for j in sorted(range(len(s)), key=lambda j: -float(s[j])):
-            if len(picks) < k and all(_angle(r[p], r[j]) > min_deg for p in picks):
+            if len(picks) < k and all(min(_angle(g @ r[p], r[j]) for g in group) > min_deg for p in picks):
                 picks.append(j)
         out.append(picks + [picks[0]] * (k - len(picks)))
     return torch.tensor(out)
@@ -86,3 +87,32 @@ def test_fill_next_completes_with_the_best_rotations_not_chosen():
     assert torch.equal(distinct_top(scores, rots, 2, 5.0, fill="next"), distinct_top(scores, rots, 2, 5.0))
     with pytest.raises(ValueError, match="fill"):
         distinct_top(scores, rots, 2, 5.0, fill="worst")
+
+
+@pytest.mark.parametrize("symmetry", ["C2", "D2", "C7"])
+def test_symmetry_mates_are_one_choice(symmetry):
+    """With a point group the distance is to the nearest mate ``g · S`` (labels ``R = Aᵀ``, as
+    :func:`cesped.geometry.errors.symmetry_aware_error`): a per-row brute force over the group
+    agrees, and rows made of exact mates of a few poses yield one choice per pose."""
+    from cesped.geometry.symmetry import symmetry_matrices
+
+    group = symmetry_matrices(symmetry, dtype=torch.float64)
+    scores, rots = _clustered(10, 24, seed=7)
+    for min_deg in (5.0, 20.0):
+        got = distinct_top(scores, rots, 4, min_deg, group=group)
+        assert torch.equal(got, _brute(scores, rots, 4, min_deg, group))
+    # every rotation with all its mates: without the group the mates fill the choices
+    g = torch.Generator().manual_seed(8)
+    base = random_rotations(6 * 3, generator=g).reshape(6, 3, 3, 3)  # 3 poses per row
+    mates = (group[None, None] @ base[:, :, None]).reshape(6, -1, 3, 3)  # (6, 3·G)
+    sc = torch.rand(6, 3, generator=g, dtype=torch.float64).repeat_interleave(len(group), 1)
+    sc = sc + 1e-9 * torch.rand(sc.shape, generator=g, dtype=torch.float64)  # ties broken
+    with_group = distinct_top(sc, mates, 3, 10.0, group=group)
+    assert (with_group // len(group)).sort(1).values.tolist() == [[0, 1, 2]] * 6
+    without = distinct_top(sc, mates, 3, 10.0)
+    assert ((without // len(group)).sort(1).values != torch.tensor([0, 1, 2])).any()
+    # C1's group is no group
+    c1 = symmetry_matrices("C1", dtype=torch.float64)
+    assert torch.equal(distinct_top(scores, rots, 4, 20.0, group=c1), distinct_top(scores, rots, 4, 20.0))
+    with pytest.raises(ValueError, match="group"):
+        distinct_top(scores, rots, 2, 5.0, group=torch.eye(3))

@@ -102,7 +102,11 @@ def test_refinement_from_10_degree_jitter_true_map(tiny_entry, tmp_path):
     assert np.array_equal(conf, st.particles["rlnParticleFigureOfMerit"].to_numpy())
     meta = st.other_blocks["cesped_refinement"]
     assert "gt_map.mrc" in str(meta["cespedRefinementReference"])
-    assert int(meta["cespedRefinementSurvivors"]) == 4 and int(meta["cespedRefinementKeep"]) == 4
+    from cesped.refinement.api import DEFAULT_SURVIVORS
+
+    assert int(meta["cespedRefinementSurvivors"]) == DEFAULT_SURVIVORS
+    assert int(meta["cespedRefinementKeep"]) == max(4, DEFAULT_SURVIVORS)
+    assert meta["cespedRefinementSearchSymmetry"] == "C1"  # the entry's point group
 
 
 @pytest.mark.parametrize("right", ["mirror", "halfturn"])
@@ -231,8 +235,8 @@ def test_tracks_are_distinct_modes_not_neighbouring_candidates(tiny_entry, monke
     picks = []
     real = selection.distinct_top
 
-    def spy(scores, rotmats, k, min_deg, fill="best"):
-        pos = real(scores, rotmats, k, min_deg, fill)
+    def spy(scores, rotmats, k, min_deg, fill="best", group=None):
+        pos = real(scores, rotmats, k, min_deg, fill, group=group)
         picks.append(torch.gather(rotmats, 1, pos[:, :, None, None].expand(-1, -1, 3, 3)))
         return pos
 
@@ -539,3 +543,46 @@ def test_second_round_reference_is_closer_to_the_truth(tiny_entry):
     st.optics["rlnVoltage"] = st.optics["rlnVoltage"] + 100.0
     with pytest.raises(ValueError, match="optics table differs"):
         reference_with_refined(e, 0, st)
+
+
+def test_global_starts_on_a_symmetric_map_are_not_symmetry_mates(tiny_entry):
+    """A C2-symmetrised map scores ``g · R`` exactly as ``R``: searched as C1, the best grid
+    rotations of many particles come in mate pairs (two of the four starts spent on one pose);
+    searched with the map's point group they never do, and the true pose's basin (up to the
+    symmetry) is still among them."""
+    from cesped.geometry.errors import symmetry_aware_error
+    from cesped.geometry.symmetry import symmetry_matrices
+    from cesped.refinement.global_search import global_candidates, grid_step_deg
+    from cesped.refinement.score import Band, Reference
+
+    root, name = tiny_entry
+    _, batch, r_true, _, box = _batch(root / name, 1, 24)
+    vol, _ = read_map(root / name / "gt_map.mrc")
+    half_turn = np.roll(vol[:, ::-1, ::-1], 1, axis=(1, 2))  # 180° about z through the box centre n/2
+    ref = Reference(0.5 * (vol + half_turn))
+    band = Band.make(batch.n, 8.0)
+    group = symmetry_matrices("C2", dtype=torch.float64)
+    near = 2 * grid_step_deg(2)
+
+    def mate_pairs(starts):  # (N, 4, 3, 3): per particle, pairs that are mates but not neighbours
+        s = starts.double()
+        count = torch.zeros(len(s), dtype=torch.long)
+        for i in range(4):
+            for j in range(i + 1, 4):
+                plain = angular_distance(s[:, i], s[:, j])
+                sym = symmetry_aware_error(s[:, i], s[:, j], "C2")
+                count += ((sym <= near) & (plain > near)).long()
+        return count
+
+    c1 = global_candidates(ref, batch, band, order=2, top=4)
+    c2 = global_candidates(ref, batch, band, order=2, top=4, symmetry="C2")
+    assert (mate_pairs(c1) > 0).float().mean() > 0.5
+    assert (mate_pairs(c2) == 0).all()
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert (symmetry_aware_error(c2[:, i].double(), c2[:, j].double(), "C2") > near - 1e-3).all()
+    best = torch.stack(
+        [symmetry_aware_error(r_true.double(), c2[:, i].double(), "C2") for i in range(4)], 1
+    ).amin(1)
+    assert (best < near).float().mean() > 0.9
+    assert len(group) == 2
