@@ -606,7 +606,9 @@ def pipeline(args, emit, entry, st, parts, cand, r_true, fl, stand_ins) -> None:
             if unknown:
                 raise ValueError(f"--variants: unknown {unknown}; known: {list(variants)}")
             if "true_map_from_default" in wanted and "default" not in wanted:
-                raise ValueError("--variants: true_map_from_default needs default (it starts from its answers)")
+                raise ValueError(
+                    "--variants: true_map_from_default needs default (it starts from its answers)"
+                )
             variants = {k: v for k, v in variants.items() if k in wanted}
         for tag, kw in variants.items():
             out = Path(tmp) / f"refined_{tag}.star"

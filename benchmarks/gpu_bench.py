@@ -33,6 +33,7 @@ Example usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -210,7 +211,13 @@ def refine_bench(args) -> None:
     from bench_refinement import STAND_INS, stand_in_candidates
 
     from cesped.geometry.rotations import euler_to_matrix
-    from cesped.refinement.api import floor_particles, refine_particles
+    from cesped.refinement.api import (
+        DEFAULT_GLOBAL_TOP,
+        DEFAULT_SURVIVORS,
+        DEFAULT_TRACK_SEPARATION,
+        floor_particles,
+        refine_particles,
+    )
     from cesped.refinement.local import LocalConfig
     from cesped.refinement.score import band_radius
     from cesped.simulation.fixtures import simulate_particles
@@ -247,12 +254,23 @@ def refine_bench(args) -> None:
     m = min(args.cpu_n, n)
     few = ArraySource(images[:8])  # CPU warm-up (numba's compilation), not timed
     refine_particles(few, parts.iloc[:8].reset_index(drop=True), vol, px, cand[:8], config, device="cpu")
-    variants = [(f"refine{'' if g == 0 else f'_global{g}'}", g, n) for g in args.global_top]
+    default = dataclasses.replace(
+        config,
+        survivors=DEFAULT_SURVIVORS,
+        keep=max(4, DEFAULT_SURVIVORS),
+        track_separation_deg=DEFAULT_TRACK_SEPARATION,
+    )
+    variants = []
+    for g in args.global_top:
+        if g == "default":
+            variants.append(("refine_default", DEFAULT_GLOBAL_TOP, n, default))
+        else:
+            variants.append((f"refine{'' if int(g) == 0 else f'_global{g}'}", int(g), n, config))
     if args.floor_n > 0:
-        variants.append(("floor", None, min(args.floor_n, n)))
-    for tag, gtop, n_max in variants:
+        variants.append(("floor", None, min(args.floor_n, n), config))
+    for tag, gtop, n_max, cfg in variants:
 
-        def call(rows, device, chunk, threads=1, gtop=gtop):
+        def call(rows, device, chunk, threads=1, gtop=gtop, config=cfg):
             src = ArraySource(images[rows])
             p = parts.iloc[rows].reset_index(drop=True)
             if gtop is None:  # the floor: global grid search, then local refinement
@@ -262,7 +280,8 @@ def refine_bench(args) -> None:
                 global_top=gtop,
             )  # fmt: skip
 
-        _variant(args, tag, call, n_max, m, ncores, dev, r_true, parts, common, box)
+        search = dict(global_top=gtop, survivors=cfg.survivors, track_separation_deg=cfg.track_separation_deg)
+        _variant(args, tag, call, n_max, m, ncores, dev, r_true, parts, dict(common, **search), box)
 
 
 def _variant(args, tag, call, n_max, m, ncores, dev, r_true, parts, common, box) -> None:
@@ -364,8 +383,10 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu-n", type=int, default=128, help="refine: particles refined on the CPU too")
     ap.add_argument("--max-seconds", type=float, default=150.0, help="refine: bound of each device part")
     ap.add_argument(
-        "--global-top", type=int, nargs="+", default=[0],
-        help="refine: global starts added to the top-5 (one variant each; 4 is refine_star's default)",
+        "--global-top", nargs="+", default=["0"],
+        help="refine: global starts added to the top-5 (one variant each, 4 survivors, tracks not "
+        "separated); 'default': refine_star's default search (DEFAULT_GLOBAL_TOP starts, "
+        "DEFAULT_SURVIVORS survivors, tracks DEFAULT_TRACK_SEPARATION apart)",
     )  # fmt: skip
     ap.add_argument("--floor-n", type=int, default=0, help="refine: particles of the floor variant (0: none)")
     ap.add_argument("--device", default="cuda", help="refine: device (cpu: try the code without a GPU)")

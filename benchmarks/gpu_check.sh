@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check, at most 10 minutes on one GPU (run it when a GPU is lent):
 #   1. the reference-based refinement of 100,000 particles of 128 px on CUDA from top-5
-#      candidates, without and with refine_star's 4 global starts, and the floor (global search
+#      candidates, without and with 4 global starts, with refine_star's default search (8 global
+#      starts, 8 survivors, tracks 16 deg apart), and the floor (global search
 #      then local refinement) of 20,000 of them, each within 60 s of device time, against the
 #      same code on the machine's CPU cores, with the CUDA-vs-CPU pose difference and the
 #      accuracy (gpu_bench.py refine)                                          <= 5 min
@@ -36,7 +37,7 @@ status=0
 gpu=$("$PY" -c "import torch; print(torch.cuda.get_device_name(0))")
 echo "{\"name\": \"gpu_check_start\", \"value\": \"$gpu\", \"unit\": \"\", \"reference\": null, \"ratio\": null, \"load\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" | tee -a "$OUT"
 
-timeout 300 "$PY" benchmarks/gpu_bench.py refine --n 100000 --box 128 --px 1.5 --global-top 0 4 --floor-n 20000 --max-seconds 60 2> "$WORK/refine.err" | tee -a "$OUT"
+timeout 300 "$PY" benchmarks/gpu_bench.py refine --n 100000 --box 128 --px 1.5 --global-top 0 4 default --floor-n 20000 --max-seconds 60 2> "$WORK/refine.err" | tee -a "$OUT"
 rc=${PIPESTATUS[0]}
 [ $rc -eq 0 ] || { tail -5 "$WORK/refine.err"; echo "gpu_check: refinement failed ($rc)"; status=1; }
 

@@ -19,8 +19,9 @@ answers against the map of the other half-set together with this half-set's imag
 first-round poses (twice the particles, still no label of this half). Every particle's
 starts are its candidates, their mirror-view and in-plane half-turn hypotheses and (``--global-top
 G``, default 8) the G best rotations of an exhaustive SO(3) grid search (``--order``) against the
-same reference, chosen apart from each other's symmetry mates (``--c1-search``: as for C1), so that a particle whose candidates are all far from its pose is still found; the
-start each answer came from is written per particle (``cespedRefinementStart``). ``--global``
+same reference, chosen apart from each other's symmetry mates (``--c1-search``: as for C1), so
+that a particle whose candidates are all far from its pose is still found; the start each answer
+came from is written per particle (``cespedRefinementStart``). ``--global``
 ignores the star's poses: exhaustive SO(3) search then local refinement against the entry's true
 map (``gt_map.mrc`` of a simulated entry), the image-limited floor. The refined angles, origins
 (Å) and the posterior confidence (``rlnMaxValueProbDistribution`` = ``rlnParticleFigureOfMerit``)

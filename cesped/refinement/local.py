@@ -224,7 +224,6 @@ def refine_batch(
     t = min(int(config.keep), s)
     if config.track_separation_deg > 0:
         from cesped.geometry.selection import distinct_top
-
         from cesped.geometry.symmetry import symmetry_matrices
 
         group = symmetry_matrices(config.symmetry, dtype=torch.float32, device=dev)
