@@ -586,3 +586,45 @@ def test_global_starts_on_a_symmetric_map_are_not_symmetry_mates(tiny_entry):
     ).amin(1)
     assert (best < near).float().mean() > 0.9
     assert len(group) == 2
+
+
+@pytest.fixture(scope="module")
+def tiny_c2_entry(tmp_path_factory):
+    """``(benchmark_dir, name)`` of a C2 entry (4E43, HIV-1 protease dimer): 2 x 120 particles."""
+    from cesped.simulation import simulate_entry
+
+    root = tmp_path_factory.mktemp("refine_c2")
+    simulate_entry(
+        root / "tiny4e43",
+        structure="4e43",
+        symmetry="C2",
+        n_particles=240,
+        pixel_size=3.0,
+        box=64,
+        snr=2.0,
+        seed=5,
+        progress=False,
+    )
+    return root, "tiny4e43"
+
+
+def test_refine_star_searches_with_the_entrys_point_group(tiny_c2_entry, tmp_path):
+    """On a C2 entry the default search is the entry's group (recorded), ``symmetric_search=False``
+    the C1 search (recorded); both refine poses 10° off to the truth up to the symmetry, from
+    the other half's C2 map."""
+    from cesped.geometry.errors import symmetry_aware_error
+
+    root, name = tiny_c2_entry
+    e = root / name
+    pred = perturbed_star(e, 1, tmp_path / "pred.star", jitter_deg=10.0)
+    gt = true_rotmats(read_star(e / "particles_1.star"))
+    for flag, want in ((True, "C2"), (False, "C1")):
+        out = tmp_path / f"refined_{want}.star"
+        summary = refine_star(
+            name, 1, pred, out, benchmark_dir=root, global_top=2, rounds=1, symmetric_search=flag
+        )
+        st = read_star(out)
+        assert summary["search_symmetry"] == want
+        assert st.other_blocks["cesped_refinement"]["cespedRefinementSearchSymmetry"] == want
+        err = symmetry_aware_error(gt, true_rotmats(st), "C2").numpy()
+        assert np.median(err) < 2.0 and (err > 30).mean() < 0.05, (want, np.median(err))
