@@ -652,7 +652,8 @@ def run_protocol(cfg: ProtocolConfig) -> list[Path]:
                 r = random_poses_record(
                     entry, cfg.benchmark_dir, wd, 0, cfg.n_cpus, cfg.device, checksum, command
                 )
-                rec.write_record(rpath, r)
+                bench = settings.benchmark_dir(cfg.benchmark_dir)
+                rec.write_record(rpath, portable_paths(r, cfg.outdir, bench))
         if cfg.floor_reference:
             _floor_record(cfg, entry, entry_dir, checksum)
     return out
@@ -686,5 +687,5 @@ def _floor_record(cfg: ProtocolConfig, entry: str, entry_dir: Path, checksum: st
         checksum,
         _record_command(cfg, settings.benchmark_dir(cfg.benchmark_dir)),
     )
-    rec.write_record(fpath, r)
+    rec.write_record(fpath, portable_paths(r, cfg.outdir, settings.benchmark_dir(cfg.benchmark_dir)))
     _log(f"{entry}: image-limited floor MAnE {r['metrics'].get('MAnE_deg'):.2f} deg, record {fpath}")

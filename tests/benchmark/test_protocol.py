@@ -107,8 +107,13 @@ def test_protocol_writes_records_and_resumes_without_redoing(protocol_out, tiny_
     assert not any("tinyA/seed" in str(c[0]) for c in log["second"])
     assert log["third"] == []  # nothing left to do
     for entry in ENTRIES:
-        assert (outdir / "records" / "random-poses" / entry / "seed0.json").is_file()
-        assert (outdir / "records" / "image-limited-floor" / entry / "seed0.json").is_file()
+        for ref_method in ("random-poses", "image-limited-floor"):
+            rpath = outdir / "records" / ref_method / entry / "seed0.json"
+            assert rpath.is_file()
+            # the reference rows' prediction files relative to the outdir, as the methods' are
+            r = read_record(rpath)
+            assert str(outdir) not in json.dumps({k: v for k, v in r.items() if k != "command"})
+            assert r["predictions"]["half0"] == f"runs/{ref_method}/{entry}/predictions_0.star"
         for seed in SEEDS:
             r = read_record(outdir / "records" / "MyNet" / entry / f"seed{seed}.json")
             assert r["schema_version"] == SCHEMA_VERSION and r["entry"] == entry and r["seed"] == seed
@@ -498,4 +503,3 @@ def test_portable_paths_strip_the_outdir_and_name_the_benchmark_dir(tmp_path):
     ]
     assert got["c"] == (f"{bench}2/e.star", "/elsewhere/p.star", 3)  # another directory is not it
     assert portable_paths(obj, out)["b"][0] == obj["b"][0]
-
