@@ -64,7 +64,7 @@ clean-venv:
 	rm -rf $(VENV)
 
 # The benchmark protocol for our own rows: experiment=demo, 3 seeds, both built-in entries, raw and
-# refined (refine=true), with each entry's random-poses and image-limited floor rows (1 h 52 min on 2 shared
+# refined (refine=true), with each entry's random-poses and image-limited floor rows (1 h 37 min on 2 shared
 # CPU cores, 2026-12-04, ~10-20 min per (entry, seed); resumable: run it again to continue). Runs and records in
 # LEADERBOARD_DIR, the table in LEADERBOARD_OUT/leaderboard.md (+ .html). LEADERBOARD_ARGS: extra
 # run arguments (training overrides, refine=false).
