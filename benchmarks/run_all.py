@@ -117,9 +117,11 @@ GPU_ONLY = {"gpu_bench.py"}
 # synth_adk_states, 4-9 min per half-set on 2 cores (the demo's timings): too long for the plan's 40
 # minutes; run it on its own, see its docstring; bench_distinct_topk.py needs a fully trained demo
 # checkpoint of a protocol run (12-20 min of training per half-set) and refines 4,000 particles twice:
-# run it on its own after `make leaderboard`)
+# run it on its own after `make leaderboard`; tail_vs_floor.py, like eval_recovery.py, reads a finished
+# protocol run (refine=true) and compares its refined tail with the floor: no defaults to run here)
 NOT_BENCHMARKS = {
     "bench_distinct_topk.py",
+    "tail_vs_floor.py",
     "_launch.py",
     "run_all.py",
     "readme_table.py",
