@@ -197,11 +197,14 @@ def _refine_half(entry: str, half: int, pred: Path, benchmark_dir, device: str) 
     (K <= 5), else the predicted pose, and the default global-search starts."""
     import numpy as np
 
+    from cesped import settings
+    from cesped.data.local import entry_symmetry
     from cesped.io.star import read_star
     from cesped.refinement.api import (
         DEFAULT_GLOBAL_TOP,
         DEFAULT_REFERENCE_MASK,
         DEFAULT_ROUNDS,
+        DEFAULT_SURVIVORS,
         DEFAULT_TRACK_SEPARATION,
         refine_star,
     )
@@ -212,12 +215,13 @@ def _refine_half(entry: str, half: int, pred: Path, benchmark_dir, device: str) 
         current = {
             "cespedRefinementGlobalTop": str(DEFAULT_GLOBAL_TOP),
             "cespedRefinementRounds": str(DEFAULT_ROUNDS),
+            "cespedRefinementSurvivors": str(DEFAULT_SURVIVORS),
             "cespedRefinementReferenceWeighting": "fsc",
             "cespedRefinementTrackSeparationDeg": str(float(DEFAULT_TRACK_SEPARATION)),
             "cespedRefinementReferenceMask": DEFAULT_REFERENCE_MASK,  # its note starts with the mode
+            "cespedRefinementSearchSymmetry": entry_symmetry(settings.benchmark_dir(benchmark_dir) / entry),
         }
-        same = all(str(meta.get(k)).split(" ")[0] == v for k, v in current.items())
-        if same and "cespedRefinementSearchSymmetry" in meta:  # made by the symmetry-aware search
+        if all(str(meta.get(k)).split(" ")[0] == v for k, v in current.items()):
             _log(f"half-set {half}: reusing {out}")
             return out
         _log(f"half-set {half}: {out} was made with another search; refining again")

@@ -42,7 +42,7 @@ def distinct_top(
         ``(G, 3, 3)`` the point group acting on the labels from the left
         (:func:`cesped.geometry.symmetry.symmetry_matrices`): distances are then taken to the
         nearest symmetry mate, ``min_g d(g · S, R)``, so that two mates (one pose of a symmetric
-        particle) are never both chosen. None: C1.
+        particle) are never both chosen. None, or C1's one-element group: plain distances.
 
     Returns
     -------
@@ -71,6 +71,8 @@ def distinct_top(
         group = torch.as_tensor(group).to(device=dev, dtype=rotmats.dtype)
         if group.ndim != 3 or group.shape[1:] != (3, 3):
             raise ValueError(f"distinct_top: group must be (G, 3, 3), got {tuple(group.shape)}")
+        if len(group) == 1:  # C1: the identity alone, the plain distance
+            group = None
     chosen = torch.zeros((n, k), dtype=torch.long, device=dev)  # positions into the sorted order
     count = torch.zeros(n, dtype=torch.long, device=dev)
     slots = torch.arange(k, device=dev)[None]

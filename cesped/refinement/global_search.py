@@ -101,8 +101,6 @@ def global_candidates(
             _, b = batch.terms(rows, torch.zeros((len(rows), 2), device=dev), band)
         g = gains_from(cross, b @ p2)
         val, idx = g.topk(min(keep, g.shape[1]), dim=1)
-        pos = distinct_top(
-            val, grid[idx], top, 2 * grid_step_deg(order), group=group if len(group) > 1 else None
-        )
+        pos = distinct_top(val, grid[idx], top, 2 * grid_step_deg(order), group=group)
         out.append(grid[torch.gather(idx, 1, pos)])
     return torch.cat(out)

@@ -233,7 +233,7 @@ def refine_batch(
             t,
             config.track_separation_deg,
             fill="next",
-            group=group if len(group) > 1 else None,
+            group=group,
         )  # (N, T)
     else:
         top = g0.reshape(n, s).topk(t, dim=1).indices  # (N, T)
